@@ -1,0 +1,227 @@
+"""Ground sampling distance from a raster's georeferencing.
+
+Each function turns one kind of georeferencing into the ground distance, in
+metres, between neighbouring pixels along the two image axes. They measure
+on the ellipsoid (pyproj's geodesic) wherever a fixed metres-per-unit would
+be wrong, and sample several places of the scene so that the finest spacing
+anywhere in it is found: the finest wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+from pyproj import CRS as ProjCRS
+from pyproj import Geod, Transformer
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.rpc import RPC
+from rasterio.transform import RPCTransformer, from_gcps
+
+#: A projected grid whose ground spacing is finer than its nominal spacing
+#: by more than this (Mercator far from the equator, say) also reports the
+#: ground value. Transverse Mercator's 0.9996 scale stays below it, so a
+#: 0.5 m UTM grid is 0.5 m, as every distributor labels it.
+PROJECTION_SCALE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Spacing:
+    """Pixel spacing on the ground along columns (x) and rows (y), metres."""
+
+    x_m: float
+    y_m: float
+    method: str
+    detail: str
+
+    @property
+    def finest_m(self) -> float:
+        """The finer of the two axes."""
+        return min(self.x_m, self.y_m)
+
+
+def _sample_pixels(width: int, height: int) -> list[tuple[float, float]]:
+    """Pixel (col, row) positions at the corners, edge middles and centre.
+
+    The last pixel's neighbour lies one step beyond it, so corners are taken
+    one pixel in from the far edges.
+    """
+    cols = sorted({0.0, max(width - 2, 0) / 2.0, float(max(width - 2, 0))})
+    rows = sorted({0.0, max(height - 2, 0) / 2.0, float(max(height - 2, 0))})
+    return [(c, r) for r in rows for c in cols]
+
+
+def _geod_for(crs: ProjCRS) -> Geod:
+    geod = crs.get_geod()
+    return geod if geod is not None else Geod(ellps="WGS84")
+
+
+def _geodesic_steps(
+    lon0: np.ndarray, lat0: np.ndarray,
+    lon_x: np.ndarray, lat_x: np.ndarray,
+    lon_y: np.ndarray, lat_y: np.ndarray,
+    geod: Geod,
+) -> tuple[float, float]:
+    """Finest geodesic length of the column and row steps over all samples."""
+    _, _, dist_x = geod.inv(lon0, lat0, lon_x, lat_x)
+    _, _, dist_y = geod.inv(lon0, lat0, lon_y, lat_y)
+    return float(np.min(dist_x)), float(np.min(dist_y))
+
+
+def _ground_spacing(transform: Affine, crs: ProjCRS, width: int, height: int) -> tuple[float, float]:
+    """Geodesic pixel-edge lengths of an affine grid, finest over the scene."""
+    to_lonlat = Transformer.from_crs(crs, crs.geodetic_crs or ProjCRS.from_epsg(4326), always_xy=True)
+    samples = _sample_pixels(width, height)
+    cols = np.array([c for c, _ in samples])
+    rows = np.array([r for _, r in samples])
+
+    def lonlat(c: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = transform.c + transform.a * c + transform.b * r
+        y = transform.f + transform.d * c + transform.e * r
+        lon, lat = to_lonlat.transform(x, y)
+        return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+
+    lon0, lat0 = lonlat(cols, rows)
+    lon_x, lat_x = lonlat(cols + 1, rows)
+    lon_y, lat_y = lonlat(cols, rows + 1)
+    if not np.all(np.isfinite([lon0, lat0, lon_x, lat_x, lon_y, lat_y])):
+        raise ValueError("the grid does not map to valid longitudes and latitudes")
+    return _geodesic_steps(lon0, lat0, lon_x, lat_x, lon_y, lat_y, _geod_for(crs))
+
+
+def affine_spacing(transform: Affine, crs: CRS | None, width: int, height: int) -> list[Spacing]:
+    """Ground spacing of an affine geotransform.
+
+    Rotated and sheared transforms are handled by measuring the length of
+    the pixel edge vectors rather than reading ``a`` and ``e``.
+
+    Parameters
+    ----------
+    transform
+        The raster's affine transform (pixel to CRS coordinates).
+    crs
+        The raster's CRS. Without one the transform's units are unknown and
+        nothing is returned.
+    width, height
+        The raster size, so that the whole scene is sampled.
+
+    Returns
+    -------
+    list of Spacing
+        For a projected CRS the nominal spacing in metres (unit-converted),
+        plus the geodesic ground spacing when the projection makes it finer
+        by more than :data:`PROJECTION_SCALE_TOLERANCE`. For a geographic CRS
+        the geodesic ground spacing, finest over the scene.
+
+    Examples
+    --------
+    >>> from rasterio.crs import CRS
+    >>> [s.x_m for s in affine_spacing(Affine(0.5, 0, 500000, 0, -0.5, 4e6), CRS.from_epsg(32650), 100, 100)]
+    [0.5]
+    >>> feet = affine_spacing(Affine(1, 0, 6e6, 0, -1, 2e6), CRS.from_epsg(2227), 100, 100)
+    >>> round(feet[0].x_m, 4)
+    0.3048
+    """
+    if crs is None:
+        return []
+    pcrs = ProjCRS.from_user_input(crs.to_wkt())
+    col_step = math.hypot(transform.a, transform.d)
+    row_step = math.hypot(transform.b, transform.e)
+    rotated = abs(transform.b) > 0 or abs(transform.d) > 0
+    shape_note = " (rotated/sheared grid: edge-vector lengths)" if rotated else ""
+    if pcrs.is_geographic:
+        gx, gy = _ground_spacing(transform, pcrs, width, height)
+        return [Spacing(gx, gy, "geotransform",
+                        f"{col_step:.9g} x {row_step:.9g} {_unit_name(pcrs)} per pixel in {_crs_label(pcrs)}, "
+                        f"geodesic on the ellipsoid, finest over the scene{shape_note}")]
+    factor = _linear_unit_factor(pcrs)
+    nominal = Spacing(col_step * factor, row_step * factor, "geotransform",
+                      f"{col_step:.9g} x {row_step:.9g} {_unit_name(pcrs)} per pixel in {_crs_label(pcrs)}"
+                      f"{'' if factor == 1 else f' (1 unit = {factor:.10g} m)'}{shape_note}")
+    out = [nominal]
+    try:
+        gx, gy = _ground_spacing(transform, pcrs, width, height)
+    except Exception:  # noqa: BLE001 - a projection that cannot be inverted leaves the nominal value
+        return out
+    if min(gx, gy) < nominal.finest_m * (1.0 - PROJECTION_SCALE_TOLERANCE):
+        out.append(Spacing(gx, gy, "geotransform-ground",
+                           f"geodesic ground spacing of the {_crs_label(pcrs)} grid; the projection's "
+                           f"scale makes it finer than the nominal {nominal.finest_m:.6g} m"))
+    return out
+
+
+def rpc_spacing(rpcs: RPC, width: int, height: int) -> Spacing:
+    """Ground spacing implied by rational polynomial coefficients.
+
+    Pixels are projected to the ground at the RPC height offset and the
+    geodesic distance between neighbouring pixels is measured at the corners,
+    edge middles and centre of the image; the finest is kept.
+
+    Examples
+    --------
+    A linear RPC of 0.3 m pixels (longitude and latitude scales chosen so):
+
+    >>> from rasterio.rpc import RPC
+    >>> num_line = [0.0, 0.0, -1.0] + [0.0] * 17
+    >>> num_samp = [0.0, 1.0] + [0.0] * 18
+    >>> den = [1.0] + [0.0] * 19
+    >>> lat_scale = 1000 * 0.3 / 110574.3
+    >>> r = RPC(height_off=0, height_scale=500, lat_off=0.0, lat_scale=lat_scale,
+    ...         line_den_coeff=den, line_num_coeff=num_line, line_off=1000, line_scale=1000,
+    ...         long_off=0.0, long_scale=1000 * 0.3 / 111319.5, samp_den_coeff=den,
+    ...         samp_num_coeff=num_samp, samp_off=1000, samp_scale=1000)
+    >>> round(rpc_spacing(r, 2000, 2000).finest_m, 3)
+    0.3
+    """
+    samples = _sample_pixels(width, height)
+    rows0 = [r for _, r in samples]
+    cols0 = [c for c, _ in samples]
+    with RPCTransformer(rpcs) as tr:
+        def ground(rows: Sequence[float], cols: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+            xs, ys = tr.xy(list(rows), list(cols), zs=[rpcs.height_off] * len(rows), offset="ul")
+            return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+        lon0, lat0 = ground(rows0, cols0)
+        lon_x, lat_x = ground(rows0, [c + 1 for c in cols0])
+        lon_y, lat_y = ground([r + 1 for r in rows0], cols0)
+    if not np.all(np.isfinite([lon0, lat0, lon_x, lat_x, lon_y, lat_y])):
+        raise ValueError("the RPCs do not project the image to valid ground coordinates")
+    gx, gy = _geodesic_steps(lon0, lat0, lon_x, lat_x, lon_y, lat_y, Geod(ellps="WGS84"))
+    return Spacing(gx, gy, "RPC",
+                   f"ground distance between neighbouring pixels at the RPC height offset "
+                   f"{rpcs.height_off:g} m, finest of {len(samples)} places in the image")
+
+
+def gcp_spacing(gcps: Sequence[GroundControlPoint], crs: CRS | None, width: int, height: int) -> list[Spacing]:
+    """Ground spacing of the affine grid fitted to ground control points.
+
+    Returns an empty list with fewer than three GCPs or without a CRS.
+    """
+    if crs is None or len(gcps) < 3:
+        return []
+    fitted = from_gcps(list(gcps))
+    return [Spacing(s.x_m, s.y_m, "GCP", f"affine fit to {len(gcps)} GCPs; {s.detail}")
+            for s in affine_spacing(fitted, crs, width, height)]
+
+
+def _linear_unit_factor(crs: ProjCRS) -> float:
+    for axis in crs.axis_info:
+        if axis.unit_conversion_factor:
+            return float(axis.unit_conversion_factor)
+    raise ValueError(f"{_crs_label(crs)} has no linear unit")
+
+
+def _unit_name(crs: ProjCRS) -> str:
+    for axis in crs.axis_info:
+        if axis.unit_name:
+            return str(axis.unit_name)
+    return "unit"
+
+
+def _crs_label(crs: ProjCRS) -> str:
+    auth = crs.to_authority()
+    return f"{auth[0]}:{auth[1]}" if auth else (crs.name or "a custom CRS")

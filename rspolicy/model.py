@@ -1,0 +1,295 @@
+"""The typed objects passed between rspolicy's stages.
+
+The stages flow one way::
+
+    read product -> ProductEvidence -> Classification + Resolution
+                 -> rule evaluation -> Decision -> action -> output + audit
+
+Every object here is a frozen dataclass or an enum, so a stage can hand its
+result on without the next stage being able to alter what was seen.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: A JSON-representable scalar: what an evidence value may be.
+Scalar = str | int | float | bool | None
+
+
+class ProductClass(enum.StrEnum):
+    """What kind of imagery a product holds."""
+
+    PANCHROMATIC = "panchromatic"
+    MULTISPECTRAL = "multispectral"
+    HYPERSPECTRAL = "hyperspectral"
+    THERMAL = "thermal"
+    SAR = "sar"
+    UNKNOWN = "unknown"
+
+
+class Action(enum.StrEnum):
+    """What happens to a product: ordered from most to least permissive."""
+
+    ALLOW = "allow"
+    RESAMPLE = "resample"
+    BLOCK = "block"
+
+    @property
+    def severity(self) -> int:
+        """Rank used to pick the strictest of several actions."""
+        return _ACTION_SEVERITY[self]
+
+
+_ACTION_SEVERITY = {Action.ALLOW: 0, Action.RESAMPLE: 1, Action.BLOCK: 2}
+
+
+class Fact(enum.StrEnum):
+    """What a piece of evidence says something about."""
+
+    SATELLITE = "satellite"
+    SENSOR = "sensor"
+    PRODUCT_ID = "product_id"
+    PRODUCT_LEVEL = "product_level"
+    PRODUCT_TYPE = "product_type"
+    ACQUISITION_TIME = "acquisition_time"
+    #: Ground sampling distance (pixel spacing on the ground), metres.
+    GSD = "gsd_m"
+    #: A sensor's nominal (impulse-response) resolution, metres.
+    NOMINAL_RESOLUTION = "nominal_resolution_m"
+    #: A hint at the product class; the value is a :class:`ProductClass` value.
+    CLASS_HINT = "class_hint"
+    BAND_COUNT = "band_count"
+    BAND_NUMBERS = "band_numbers"
+    DTYPE = "dtype"
+    WIDTH = "width"
+    HEIGHT = "height"
+    CRS = "crs"
+    NODATA = "nodata"
+    IMAGING_MODE = "imaging_mode"
+    POLARISATION = "polarisation"
+    INCIDENCE_ANGLE = "incidence_angle_deg"
+    FOOTPRINT = "footprint_wkt"
+    #: Anything else worth showing an auditor.
+    INFO = "info"
+
+
+class Strength(enum.IntEnum):
+    """How much a class hint is worth: stronger hints override weaker ones."""
+
+    WEAK = 1
+    MEDIUM = 2
+    STRONG = 3
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One fact read from one place of a product.
+
+    Attributes
+    ----------
+    fact
+        What the evidence is about.
+    value
+        The value, in the unit the fact names (metres for GSD).
+    source
+        The file it came from (``package.tar.gz!member`` inside packages).
+    field
+        Where in that file: an XML element, a TIFF tag, ``geotransform``,
+        ``RPC``, ``filename`` ...
+    detail
+        A human explanation of how the value was derived.
+    strength
+        For class hints, how decisive the hint is.
+    """
+
+    fact: Fact
+    value: Scalar
+    source: str
+    field: str
+    detail: str = ""
+    strength: Strength = Strength.MEDIUM
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping of this evidence."""
+        out: dict[str, Any] = {
+            "fact": self.fact.value,
+            "source": self.source,
+            "field": self.field,
+            "value": self.value,
+        }
+        if self.detail:
+            out["detail"] = self.detail
+        if self.fact is Fact.CLASS_HINT:
+            out["strength"] = self.strength.name.lower()
+        return out
+
+
+@dataclass(frozen=True)
+class ProductEvidence:
+    """Everything the read stage learnt about one product.
+
+    Attributes
+    ----------
+    path
+        The product's name for humans and logs (``pkg.tar.gz!member.tiff``
+        for a package member).
+    raster
+        The local file holding the pixels, when there is one.
+    files
+        Every local file that belongs to the product (raster and sidecars).
+    evidence
+        The facts read, each with its source.
+    problems
+        Reasons the product could not be read fully; any problem blocks it.
+    """
+
+    path: str
+    raster: Path | None
+    files: tuple[Path, ...]
+    evidence: tuple[Evidence, ...]
+    problems: tuple[str, ...] = ()
+
+    def facts(self, fact: Fact) -> tuple[Evidence, ...]:
+        """The evidence about one fact, in reading order."""
+        return tuple(e for e in self.evidence if e.fact is fact)
+
+    def first(self, fact: Fact) -> Scalar:
+        """The first value read for ``fact``, or None."""
+        for e in self.evidence:
+            if e.fact is fact and e.value not in (None, ""):
+                return e.value
+        return None
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The class of a product and the evidence behind it."""
+
+    product_class: ProductClass
+    evidence: tuple[Evidence, ...]
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The ground resolution used for a decision.
+
+    Attributes
+    ----------
+    gsd_m
+        The finest value among all resolution evidence, or None when there is
+        none.
+    finest
+        The evidence that gave ``gsd_m``.
+    evidence
+        All resolution evidence considered.
+    warnings
+        Disagreements between sources.
+    """
+
+    gsd_m: float | None
+    finest: Evidence | None
+    evidence: tuple[Evidence, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """The identity of the policy a decision was taken under."""
+
+    name: str
+    version: str
+    sha256: str
+    path: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready mapping (without the local path)."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What happens to one product, and why.
+
+    Attributes
+    ----------
+    path
+        The product's display path.
+    satellite, sensor
+        As read from the product, or None.
+    product_class
+        The classification.
+    gsd_m
+        The finest ground resolution used, metres, or None.
+    action
+        Allow, resample or block.
+    target_gsd_m
+        The resolution a resample goes to, else None.
+    rule
+        The id of the policy rule that decided, or None.
+    reasons, warnings
+        Human sentences.
+    evidence
+        Every piece of evidence read.
+    policy
+        The identity of the policy.
+    product
+        The read-stage result, kept for the action stage (not serialised).
+    """
+
+    path: str
+    satellite: str | None
+    sensor: str | None
+    product_class: ProductClass
+    gsd_m: float | None
+    action: Action
+    target_gsd_m: float | None
+    rule: str | None
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...]
+    evidence: tuple[Evidence, ...]
+    policy: PolicyRef
+    product: ProductEvidence | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping with the keys ``screen --json`` prints."""
+        return {
+            "path": self.path,
+            "satellite": self.satellite,
+            "sensor": self.sensor,
+            "product_class": self.product_class.value,
+            "gsd_m": self.gsd_m,
+            "action": self.action.value,
+            "target_gsd_m": self.target_gsd_m,
+            "rule": self.rule,
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+            "evidence": [e.to_dict() for e in self.evidence],
+            "policy": self.policy.to_dict(),
+        }
+
+
+def strictest(actions: Iterable[Action]) -> Action:
+    """The most restrictive of several actions (ALLOW when there are none).
+
+    >>> strictest([Action.ALLOW, Action.RESAMPLE])
+    <Action.RESAMPLE: 'resample'>
+    """
+    return max(actions, key=lambda a: a.severity, default=Action.ALLOW)
+
+
+def exit_status(actions: Iterable[Action]) -> int:
+    """The command exit status for a set of decisions: 0, 3 or 4.
+
+    >>> exit_status([Action.ALLOW, Action.BLOCK, Action.RESAMPLE])
+    4
+    """
+    return _EXIT_STATUS[strictest(actions)]
+
+
+_EXIT_STATUS: Mapping[Action, int] = {Action.ALLOW: 0, Action.RESAMPLE: 3, Action.BLOCK: 4}
