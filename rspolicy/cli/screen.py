@@ -1,0 +1,82 @@
+"""``rspolicy screen``: what each product is, how fine, and what may happen to it."""
+
+from __future__ import annotations
+
+import click
+
+from rspolicy.cli.options import echo_json, json_option, paths_argument, policy_option
+from rspolicy.model import Decision, Fact, exit_status
+from rspolicy.policy import Policy
+from rspolicy.readers.discover import Skipped
+from rspolicy.screen import iter_screen
+
+
+def _fmt_m(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g} m"
+
+
+def _table(decisions: list[Decision]) -> list[str]:
+    header = ("PRODUCT", "SATELLITE", "SENSOR", "CLASS", "GSD", "ACTION", "TARGET", "WHY")
+    rows = [(d.path, d.satellite or "-", d.sensor or "-", d.product_class.value, _fmt_m(d.gsd_m),
+             d.action.value.upper(), _fmt_m(d.target_gsd_m), d.reasons[-1] if d.reasons else "") for d in decisions]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+    return lines
+
+
+def _explain(decision: Decision) -> list[str]:
+    lines = [f"{decision.path}", f"  decision: {decision.action.value.upper()}"
+             + (f" to {decision.target_gsd_m:g} m" if decision.target_gsd_m else "")
+             + f" under {decision.policy.name} {decision.policy.version} (rule {decision.rule or 'none'})"]
+    lines.append(f"  class: {decision.product_class.value}")
+    lines.extend(f"    because {e.source} {e.field} = {e.value} ({e.detail}, {e.strength.name.lower()})"
+                 for e in decision.evidence if e.fact is Fact.CLASS_HINT)
+    lines.append(f"  resolution used: {_fmt_m(decision.gsd_m)} (the finest of:)")
+    lines.extend(f"    {e.value:.6g} m  {e.fact.value}  {e.source} {e.field}  {e.detail}"
+                 for e in decision.evidence if e.fact in (Fact.GSD, Fact.NOMINAL_RESOLUTION)
+                 and isinstance(e.value, float | int))
+    lines.append("  reasons:")
+    lines.extend(f"    - {r}" for r in decision.reasons)
+    if decision.warnings:
+        lines.append("  warnings:")
+        lines.extend(f"    ! {w}" for w in decision.warnings)
+    lines.append("  evidence:")
+    lines.extend(f"    {e.fact.value:<22} {e.value!s:<24} {e.source} [{e.field}]" for e in decision.evidence)
+    return lines
+
+
+@click.command("screen")
+@paths_argument
+@policy_option
+@json_option
+@click.option("--explain", is_flag=True, help="List every piece of evidence and the rule that decided.")
+@click.pass_context
+def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: bool, explain: bool) -> None:
+    """Read products' metadata (never their pixels) and decide what may leave.
+
+    PATHS are images, sidecars, directories or delivery packages (.tar.gz).
+    Exit status: 0 all may leave as they are, 3 some must be degraded,
+    4 some are blocked, 2 usage error.
+    """
+    decisions: list[Decision] = []
+    skipped: list[Skipped] = []
+    for item in iter_screen(paths, policy):
+        if isinstance(item, Skipped):
+            skipped.append(item)
+            continue
+        decisions.append(item)
+        if as_json:
+            echo_json(item.to_dict())
+        elif explain:
+            click.echo("\n".join(_explain(item)) + "\n")
+    if not as_json:
+        if not explain:
+            click.echo("\n".join(_table(decisions)))
+        for s in skipped:
+            click.echo(f"skipped {s.path}: {s.reason}", err=True)
+        for d in decisions:
+            for w in d.warnings:
+                click.echo(f"warning {d.path}: {w}", err=True)
+    ctx.exit(exit_status(d.action for d in decisions))

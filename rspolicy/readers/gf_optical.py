@@ -1,0 +1,162 @@
+"""CRESDA optical sidecars: ``<ProductMetaData>`` of GF-1/1B/C/D, GF-2, GF-4, GF-6, GF-7, ZY-3, SuperView.
+
+Traps the real files hold, each handled here:
+
+- ``<Bands>`` lists band *numbers*, not a count: a GF-1/GF-2 PAN sidecar says
+  ``<Bands>5</Bands>`` (band 5 is the panchromatic band of the PMS cameras),
+  the MSS twin says ``1,2,3,4``.
+- GF-4's visible camera and its infrared camera both say ``<SensorID>PMI``;
+  only the file name (``GF4_PMS_`` / ``GF4_IRS_``) tells them apart, so the
+  sensor ID alone gives no class.
+- ``ImageGSD`` is written as ``0.81``, ``3.240000000000000`` or ``16``.
+- Empty elements are written both ``<X />`` and ``<X></X>``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from xml.etree.ElementTree import Element
+
+from shapely.geometry import Polygon
+
+from rspolicy.errors import ProductReadError
+from rspolicy.model import Evidence, Fact, ProductClass, Strength
+from rspolicy.readers.xmlutil import find_text, local_name, parse_float, parse_positive, parse_xml
+
+#: Cameras whose sidecars number the panchromatic band 5 and the
+#: multispectral bands 1-4 (GF-1, GF-1B/C/D, GF-2 and GF-6 PMS).
+_PMS_CAMERA = re.compile(r"^PMS\d?$", re.I)
+
+#: Sensor IDs that only ever hold one kind of imagery.
+_SENSOR_CLASSES: tuple[tuple[re.Pattern[str], ProductClass, str], ...] = (
+    (re.compile(r"^WFV\d?$", re.I), ProductClass.MULTISPECTRAL, "wide-field multispectral camera"),
+    (re.compile(r"^(?:MUX|MSS|BWDMUX|FWDMUX)\d?$", re.I), ProductClass.MULTISPECTRAL, "multispectral camera"),
+    (re.compile(r"^(?:PAN|NAD|FWD|BWD|BWDPAN|FWDPAN)\d?$", re.I), ProductClass.PANCHROMATIC,
+     "panchromatic camera"),
+    (re.compile(r"^(?:IRS|TIR|IRMSS)\d?$", re.I), ProductClass.THERMAL, "infrared camera"),
+    (re.compile(r"^AHSI$", re.I), ProductClass.HYPERSPECTRAL, "hyperspectral imager"),
+)
+
+_CORNERS = ("TopLeft", "TopRight", "BottomRight", "BottomLeft")
+
+
+def is_gf_optical_root(root: Element) -> bool:
+    """True for a CRESDA ``<ProductMetaData>`` optical sidecar."""
+    return local_name(root.tag) == "ProductMetaData"
+
+
+def read_gf_optical_sidecar(path: Path, source: str) -> list[Evidence]:
+    """Evidence from a ``<ProductMetaData>`` optical sidecar.
+
+    Parameters
+    ----------
+    path
+        The sidecar XML.
+    source
+        The label to put on the evidence.
+
+    Returns
+    -------
+    list of Evidence
+        Satellite, sensor, product id and level, acquisition time, ImageGSD
+        (and WidthInMeters / WidthInPixels when given), size, band numbers,
+        a class hint from the band numbers or sensor, and the footprint.
+
+    Raises
+    ------
+    ProductReadError
+        When the file is not a ``ProductMetaData`` sidecar or a field that
+        must be a number is not one.
+    """
+    root = parse_xml(path)
+    if not is_gf_optical_root(root):
+        raise ProductReadError(path, f"not a <ProductMetaData> sidecar (root is <{local_name(root.tag)}>)")
+    out: list[Evidence] = []
+
+    def add(fact: Fact, field: str, value: str | float | int | None, detail: str = "") -> None:
+        if value is not None:
+            out.append(Evidence(fact, value, source, field, detail))
+
+    satellite = find_text(root, "SatelliteID")
+    sensor = find_text(root, "SensorID")
+    add(Fact.SATELLITE, "SatelliteID", satellite)
+    add(Fact.SENSOR, "SensorID", sensor)
+    add(Fact.PRODUCT_ID, "ProductID", find_text(root, "ProductID"))
+    add(Fact.PRODUCT_LEVEL, "ProductLevel", find_text(root, "ProductLevel"))
+    add(Fact.ACQUISITION_TIME, "CenterTime", find_text(root, "CenterTime") or find_text(root, "StartTime"))
+
+    gsd = parse_positive(find_text(root, "ImageGSD"), path, "ImageGSD")
+    add(Fact.GSD, "ImageGSD", gsd, "ground sampling distance stated by the distributor")
+    width = _parse_count(find_text(root, "WidthInPixels"), path, "WidthInPixels")
+    height = _parse_count(find_text(root, "HeightInPixels"), path, "HeightInPixels")
+    add(Fact.WIDTH, "WidthInPixels", width)
+    add(Fact.HEIGHT, "HeightInPixels", height)
+    for axis, pixels in (("Width", width), ("Height", height)):
+        metres = parse_positive(find_text(root, f"{axis}InMeters"), path, f"{axis}InMeters")
+        if metres is not None and pixels:
+            add(Fact.GSD, f"{axis}InMeters/{axis}InPixels", metres / pixels,
+                f"{metres:g} m over {pixels} pixels")
+
+    band_text = find_text(root, "Bands")
+    bands = _parse_band_numbers(band_text, path)
+    if bands:
+        add(Fact.BAND_NUMBERS, "Bands", ",".join(str(b) for b in bands),
+            f"band numbers (not a count): {len(bands)} band(s)")
+    out.extend(_class_hints(sensor, bands, source))
+    footprint = _footprint(root, path)
+    add(Fact.FOOTPRINT, "TopLeft..BottomLeft Latitude/Longitude", footprint)
+    return out
+
+
+def _parse_count(text: str | None, path: Path, field: str) -> int | None:
+    value = parse_positive(text, path, field)
+    if value is None:
+        return None
+    if value != int(value):
+        raise ProductReadError(path, f"<{field}> is not a whole number of pixels: {text!r}")
+    return int(value)
+
+
+def _parse_band_numbers(text: str | None, path: Path) -> tuple[int, ...]:
+    if text is None:
+        return ()
+    parts = [p.strip() for p in re.split(r"[,\s;]+", text) if p.strip()]
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise ProductReadError(path, f"<Bands> is not a list of band numbers: {text!r}") from None
+
+
+def _class_hints(sensor: str | None, bands: tuple[int, ...], source: str) -> list[Evidence]:
+    hints: list[Evidence] = []
+    if sensor:
+        for pattern, product_class, meaning in _SENSOR_CLASSES:
+            if pattern.match(sensor):
+                hints.append(Evidence(Fact.CLASS_HINT, product_class.value, source, "SensorID",
+                                      f"{sensor}: {meaning}", Strength.STRONG))
+                break
+    if sensor and _PMS_CAMERA.match(sensor) and bands:
+        if set(bands) == {5}:
+            hints.append(Evidence(Fact.CLASS_HINT, ProductClass.PANCHROMATIC.value, source, "Bands",
+                                  f"{sensor} band 5 is the panchromatic band", Strength.MEDIUM))
+        elif set(bands) <= {1, 2, 3, 4}:
+            hints.append(Evidence(Fact.CLASS_HINT, ProductClass.MULTISPECTRAL.value, source, "Bands",
+                                  f"{sensor} bands {','.join(map(str, bands))} are multispectral", Strength.MEDIUM))
+    elif len(bands) >= 3:
+        hints.append(Evidence(Fact.CLASS_HINT, ProductClass.MULTISPECTRAL.value, source, "Bands",
+                              f"{len(bands)} spectral bands listed", Strength.MEDIUM))
+    return hints
+
+
+def _footprint(root: Element, path: Path) -> str | None:
+    points: list[tuple[float, float]] = []
+    for corner in _CORNERS:
+        lat = parse_float(find_text(root, f"{corner}Latitude"), path, f"{corner}Latitude")
+        lon = parse_float(find_text(root, f"{corner}Longitude"), path, f"{corner}Longitude")
+        if lat is None or lon is None:
+            return None
+        if not (-90 <= lat <= 90 and -180 <= lon <= 360):
+            raise ProductReadError(path, f"<{corner}Latitude/Longitude> out of range: {lat}, {lon}")
+        points.append((lon, lat))
+    return str(Polygon(points).wkt)

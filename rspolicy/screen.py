@@ -1,0 +1,158 @@
+"""The screening pipeline: evidence -> class and resolution -> rules -> decision.
+
+``screen`` is the library call behind ``rspolicy screen``; ``decide`` is the
+pure step from one product's evidence to its decision. Any failure while
+deciding blocks the product with the reason: a gatekeeper that crashes stalls
+a delivery, and one that skips leaks it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+
+from rspolicy.classify import classify
+from rspolicy.model import Action, Decision, Evidence, Fact, ProductClass, ProductEvidence
+from rspolicy.policy import Outcome, Policy, evaluate, load_policy
+from rspolicy.readers.discover import Skipped, iter_products
+from rspolicy.resolution import resolve
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def decide(product: ProductEvidence, policy: Policy) -> Decision:
+    """Decide what happens to one product under a policy.
+
+    Parameters
+    ----------
+    product
+        The read-stage evidence.
+    policy
+        The loaded policy.
+
+    Returns
+    -------
+    Decision
+        Blocked whenever the product had read problems, an unknown class or
+        no resolution evidence; otherwise the strictest outcome among the
+        class and every alternative class that some evidence suggested.
+    """
+    try:
+        return _decide(product, policy)
+    except Exception as exc:  # noqa: BLE001 - fail closed: any bug here blocks the product
+        return Decision(
+            path=product.path, satellite=None, sensor=None, product_class=ProductClass.UNKNOWN, gsd_m=None,
+            action=Action.BLOCK, target_gsd_m=None, rule=None,
+            reasons=(f"{product.path}: internal error while deciding ({type(exc).__name__}: {exc}); blocked",),
+            warnings=(), evidence=product.evidence, policy=policy.ref, product=product)
+
+
+def _decide(product: ProductEvidence, policy: Policy) -> Decision:
+    outcome_class = classify(product)
+    classification = outcome_class.classification
+    resolution = resolve(product, policy.disagreement)
+    warnings = list(resolution.warnings) + _consistency_warnings(product)
+    reasons: list[str] = []
+    product_class = classification.product_class
+    if product_class is ProductClass.UNKNOWN:
+        reasons.extend(classification.reasons)
+    outcome = evaluate(policy, product_class, resolution.gsd_m)
+    for alternative, hint in outcome_class.alternatives:
+        other = evaluate(policy, alternative, resolution.gsd_m)
+        if _stricter(other, outcome):
+            reasons.append(f"{hint.source} {hint.field} suggests {alternative.value} ({hint.detail}); "
+                           f"the stricter rule for {alternative.value} applies")
+            outcome = other
+        else:
+            warnings.append(f"{hint.source} {hint.field} suggests {alternative.value} ({hint.detail}), "
+                            f"not {product_class.value}; it would not change the decision")
+    if resolution.finest is not None and outcome.action is not Action.BLOCK:
+        reasons.append(f"finest resolution {resolution.gsd_m:.6g} m from {resolution.finest.source} "
+                       f"{resolution.finest.field}")
+    reasons.append(outcome.reason)
+    action, target = outcome.action, outcome.target_gsd_m
+    if product.problems:
+        reasons = [*product.problems, *reasons]
+        action, target = Action.BLOCK, None
+    return Decision(
+        path=product.path,
+        satellite=_text(product.first(Fact.SATELLITE)),
+        sensor=_text(product.first(Fact.SENSOR)),
+        product_class=product_class,
+        gsd_m=resolution.gsd_m,
+        action=action,
+        target_gsd_m=target,
+        rule=outcome.rule,
+        reasons=tuple(reasons),
+        warnings=tuple(warnings),
+        evidence=product.evidence,
+        policy=policy.ref,
+        product=product,
+    )
+
+
+def _stricter(candidate: Outcome, current: Outcome) -> bool:
+    if candidate.action.severity != current.action.severity:
+        return candidate.action.severity > current.action.severity
+    return (candidate.action is Action.RESAMPLE and current.target_gsd_m is not None
+            and candidate.target_gsd_m is not None and candidate.target_gsd_m > current.target_gsd_m)
+
+
+def _consistency_warnings(product: ProductEvidence) -> list[str]:
+    """Disagreements between a sidecar and the image it describes."""
+    warnings: list[str] = []
+    for fact in (Fact.WIDTH, Fact.HEIGHT):
+        values = {(e.source, e.field): e.value for e in product.facts(fact)}
+        if len(set(values.values())) > 1:
+            listing = ", ".join(f"{v} ({s} {f})" for (s, f), v in values.items())
+            warnings.append(f"{fact.value} disagrees between sources: {listing}")
+    listed = [e for e in product.facts(Fact.BAND_NUMBERS) if isinstance(e.value, str)]
+    counts = [e for e in product.facts(Fact.BAND_COUNT)]
+    if listed and counts:
+        n_listed = len([b for b in str(listed[0].value).split(",") if b])
+        if n_listed != counts[0].value:
+            warnings.append(f"{listed[0].source} lists {n_listed} band(s) ({listed[0].value}) but the image has "
+                            f"{counts[0].value}")
+    return warnings
+
+
+def iter_screen(paths: Iterable[str | os.PathLike[str]], policy: Policy) -> Iterator[Decision | Skipped]:
+    """Decisions (and skipped non-product files) for every product behind ``paths``.
+
+    Package members exist on disk while their decision is being consumed,
+    so an action stage can act on ``decision.product.files`` before asking
+    for the next decision.
+    """
+    for item in iter_products(paths):
+        yield item if isinstance(item, Skipped) else decide(item, policy)
+
+
+def screen(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+           policy: Policy | str | os.PathLike[str] | None = None) -> list[Decision]:
+    """Screen products and return one decision per product.
+
+    Parameters
+    ----------
+    paths
+        One path or several: image files, sidecars, directories, packages.
+    policy
+        A loaded :class:`~rspolicy.policy.Policy`, a policy name or file,
+        or None for the default (``cnsa-2022``).
+
+    Returns
+    -------
+    list of Decision
+        Non-product files (order files, browse images) are not decisions and
+        are left out; use :func:`iter_screen` to see them.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    loaded = policy if isinstance(policy, Policy) else load_policy(policy)
+    return [d for d in iter_screen(paths, loaded) if isinstance(d, Decision)]
+
+
+def class_evidence(decision: Decision) -> tuple[Evidence, ...]:
+    """The class hints behind a decision, for explanations."""
+    return tuple(e for e in decision.evidence if e.fact is Fact.CLASS_HINT)
