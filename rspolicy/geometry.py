@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyproj
 from affine import Affine
-from pyproj import CRS as ProjCRS
 from pyproj import Geod, Transformer
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
@@ -55,7 +55,7 @@ def _sample_pixels(width: int, height: int) -> list[tuple[float, float]]:
     return [(c, r) for r in rows for c in cols]
 
 
-def _geod_for(crs: ProjCRS) -> Geod:
+def _geod_for(crs: pyproj.CRS) -> Geod:
     geod = crs.get_geod()
     return geod if geod is not None else Geod(ellps="WGS84")
 
@@ -72,9 +72,9 @@ def _geodesic_steps(
     return float(np.min(dist_x)), float(np.min(dist_y))
 
 
-def _ground_spacing(transform: Affine, crs: ProjCRS, width: int, height: int) -> tuple[float, float]:
+def _ground_spacing(transform: Affine, crs: pyproj.CRS, width: int, height: int) -> tuple[float, float]:
     """Geodesic pixel-edge lengths of an affine grid, finest over the scene."""
-    to_lonlat = Transformer.from_crs(crs, crs.geodetic_crs or ProjCRS.from_epsg(4326), always_xy=True)
+    to_lonlat = Transformer.from_crs(crs, crs.geodetic_crs or pyproj.CRS.from_epsg(4326), always_xy=True)
     samples = _sample_pixels(width, height)
     cols = np.array([c for c, _ in samples])
     rows = np.array([r for _, r in samples])
@@ -128,7 +128,7 @@ def affine_spacing(transform: Affine, crs: CRS | None, width: int, height: int) 
     """
     if crs is None:
         return []
-    pcrs = ProjCRS.from_user_input(crs.to_wkt())
+    pcrs = pyproj.CRS.from_user_input(crs.to_wkt())
     col_step = math.hypot(transform.a, transform.d)
     row_step = math.hypot(transform.b, transform.e)
     rotated = abs(transform.b) > 0 or abs(transform.d) > 0
@@ -208,20 +208,20 @@ def gcp_spacing(gcps: Sequence[GroundControlPoint], crs: CRS | None, width: int,
             for s in affine_spacing(fitted, crs, width, height)]
 
 
-def _linear_unit_factor(crs: ProjCRS) -> float:
+def _linear_unit_factor(crs: pyproj.CRS) -> float:
     for axis in crs.axis_info:
         if axis.unit_conversion_factor:
             return float(axis.unit_conversion_factor)
     raise ValueError(f"{_crs_label(crs)} has no linear unit")
 
 
-def _unit_name(crs: ProjCRS) -> str:
+def _unit_name(crs: pyproj.CRS) -> str:
     for axis in crs.axis_info:
         if axis.unit_name:
             return str(axis.unit_name)
     return "unit"
 
 
-def _crs_label(crs: ProjCRS) -> str:
+def _crs_label(crs: pyproj.CRS) -> str:
     auth = crs.to_authority()
     return f"{auth[0]}:{auth[1]}" if auth else (crs.name or "a custom CRS")

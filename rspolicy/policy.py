@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from rspolicy.errors import PolicyError
 from rspolicy.model import Action, PolicyRef, ProductClass, strictest
@@ -52,6 +52,11 @@ class Rule:
     action: Action
     target_m: float | None
     description: str
+
+    @property
+    def relation(self) -> str:
+        """The comparator in words, for reasons."""
+        return "finer than" if self.comparator == "<" else "at or finer than"
 
     def restricts(self, gsd_m: float, tolerance: float) -> bool:
         """Whether a product of this ground resolution is restricted.
@@ -160,12 +165,12 @@ def evaluate(policy: Policy, product_class: ProductClass, gsd_m: float | None) -
         rule = max(deciding, key=lambda r: r.target_m or r.limit_m)
         target = rule.target_m if rule.target_m is not None else rule.limit_m
         return Outcome(action, target, rule.id,
-                       f"{product_class.value} at {gsd_m:.6g} m is finer than the limit {rule.limit_m:g} m "
+                       f"{product_class.value} at {gsd_m:.6g} m is {rule.relation} the limit {rule.limit_m:g} m "
                        f"({rule.id}): degrade to {target:g} m")
     rule = deciding[0]
     return Outcome(action, None, rule.id,
-                   f"{product_class.value} at {gsd_m:.6g} m is {'finer than' if rule.comparator == '<' else 'at or finer than'} "
-                   f"the limit {rule.limit_m:g} m ({rule.id}): {action.value}")
+                   f"{product_class.value} at {gsd_m:.6g} m is {rule.relation} the limit {rule.limit_m:g} m "
+                   f"({rule.id}): {action.value}")
 
 
 def rules_dirs() -> list[Path]:
@@ -238,7 +243,7 @@ class _Checker:
         if unknown:
             self.fail(unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
-    def fail(self, key: str, problem: str) -> None:
+    def fail(self, key: str, problem: str) -> NoReturn:
         raise PolicyError(f"{self.path}: [{self.where}] {key}: {problem}")
 
     def string(self, key: str, default: str | None = None) -> str:
@@ -251,7 +256,7 @@ class _Checker:
         value = self.table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(key, "must be a number")
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
         if not math.isfinite(number) or (positive and number <= 0):
             self.fail(key, "must be a finite positive number")
         return number
@@ -309,7 +314,7 @@ def _table(checker: _Checker, doc: Mapping[str, Any], key: str, *, required: boo
         return {}
     if not isinstance(value, dict):
         checker.fail(key, "must be a table")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _rule(path: Path, index: int, raw: Any) -> Rule:
@@ -327,8 +332,8 @@ def _rule(path: Path, index: int, raw: Any) -> Rule:
         target = c.number("target_m", limit)
         if target < limit or (comparator == "<=" and target <= limit):
             # A resample target the rule itself restricts would loop, or leak: refuse it.
-            c.fail("target_m", f"{target:g} m is itself restricted by {comparator} {limit:g} m; "
-                               f"{'give a target coarser than the limit' if comparator == '<=' else 'it must be >= limit_m'}")
+            advice = "give a target coarser than the limit" if comparator == "<=" else "it must be >= limit_m"
+            c.fail("target_m", f"{target:g} m is itself restricted by {comparator} {limit:g} m; {advice}")
     elif "target_m" in raw:
         c.fail("target_m", "only a resample rule has a target")
     return Rule(id=c.string("id"), product_class=product_class, comparator=comparator, limit_m=limit,

@@ -7,11 +7,13 @@ tolerance are reported, but never averaged away.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from rspolicy.model import Evidence, Fact, ProductEvidence, Resolution
 
 _RESOLUTION_FACTS = (Fact.GSD, Fact.NOMINAL_RESOLUTION)
+_AXIS_WORDS = re.compile(r"width|height|horizontal|vertical")
 
 
 def resolve(product: ProductEvidence, disagreement: float = 0.10) -> Resolution:
@@ -49,11 +51,25 @@ def resolve(product: ProductEvidence, disagreement: float = 0.10) -> Resolution:
     return Resolution(float(finest.value), finest, candidates, tuple(warnings))  # type: ignore[arg-type]
 
 
+def _method(evidence: Evidence) -> tuple[str, str]:
+    """The source and method of a value, with the image axis taken out of the field name.
+
+    A SAR sidecar's range and azimuth spacing, or a sidecar's width and
+    height, are two axes of one measurement and legitimately differ.
+    """
+    return evidence.source, _AXIS_WORDS.sub("", evidence.field.lower())
+
+
 def _disagreements(values: Sequence[Evidence], tolerance: float) -> list[str]:
-    if len(values) < 2:
+    per_method: dict[tuple[str, str], Evidence] = {}
+    for e in values:
+        key = _method(e)
+        if key not in per_method or float(e.value) < float(per_method[key].value):  # type: ignore[arg-type]
+            per_method[key] = e
+    if len(per_method) < 2:
         return []
-    low = min(values, key=lambda e: float(e.value))  # type: ignore[arg-type]
-    high = max(values, key=lambda e: float(e.value))  # type: ignore[arg-type]
+    low = min(per_method.values(), key=lambda e: float(e.value))  # type: ignore[arg-type]
+    high = max(per_method.values(), key=lambda e: float(e.value))  # type: ignore[arg-type]
     lo, hi = float(low.value), float(high.value)  # type: ignore[arg-type]
     if hi <= lo * (1.0 + tolerance):
         return []

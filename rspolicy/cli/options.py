@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -28,6 +29,4 @@ paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Pat
 
 def echo_json(obj: Any) -> None:
     """Print one compact JSON line."""
-    import json
-
     click.echo(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))

@@ -230,7 +230,7 @@ def iter_products(paths: Iterable[str | os.PathLike[str]]) -> Iterator[ProductEv
         if not path.exists():
             yield unreadable(display, "no such file or directory")
         elif path.is_dir():
-            yield from _from_listing(_walk(path), lambda p: os.fspath(p))
+            yield from _from_listing(_walk(path), os.fspath)
         elif is_package(path):
             yield from _from_package(path, display)
         else:

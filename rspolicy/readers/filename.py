@@ -48,7 +48,7 @@ _SENSOR_TOKENS = (
 )
 
 _MISSION = re.compile(
-    r"^(?P<sat>GF\d{1,2}[A-D]?|ZY\d{1,2}[A-Z0-9]*|ZY1-02[DE]|SV\d-\d\d|CB04A?|HY\d[A-D]?|FY\d[A-Z]?)"
+    r"^(?P<sat>GF\d{1,2}[A-D]?|ZY\d{1,2}[A-Z0-9]*|ZY1-02[DE]|SVN?\d-\d\d|CB04A?|HY\d[A-D]?|FY\d[A-Z]?)"
     r"[-_]+(?P<sensor>[A-Z]{2,5}\d?)[-_]",
     re.I,
 )
@@ -113,8 +113,11 @@ def filename_evidence(name: str, source: str) -> list[Evidence]:
             break
     mission = _MISSION.match(stem)
     if mission:
-        out.append(Evidence(Fact.SATELLITE, mission.group("sat").upper(), source, "filename",
-                            "satellite named by the file name"))
+        satellite = mission.group("sat").upper()
+        if re.fullmatch(r"(?:FY|HY)\d[A-Z]?", satellite):
+            satellite = f"{satellite[:2]}-{satellite[2:]}"  # FY3D -> FY-3D, as the HDF5 attributes write it
+        out.append(Evidence(Fact.SATELLITE, satellite, source, "filename", "satellite named by the file name"))
+    if mission and not satellite.startswith("GF3"):  # GF-3 names put the receiving station there
         out.append(Evidence(Fact.SENSOR, mission.group("sensor").upper(), source, "filename",
                             "sensor or camera named by the file name"))
     return out

@@ -10,6 +10,7 @@ GDAL's PAM is switched off while reading so that screening never writes an
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,15 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from rspolicy.errors import ProductReadError
 from rspolicy.geometry import Spacing, affine_spacing, gcp_spacing, rpc_spacing
 from rspolicy.model import Evidence, Fact, ProductClass, Strength
 
 #: GDAL settings for reading: no PAM side files, no network drivers.
-READ_ENV: dict[str, Any] = {"GDAL_PAM_ENABLED": "NO", "GDAL_HTTP_TIMEOUT": "1", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".none"}
+READ_ENV: dict[str, Any] = {"GDAL_PAM_ENABLED": "NO", "GDAL_HTTP_TIMEOUT": "1",
+                            "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".none"}
 
 _TAGS_WORTH_SHOWING = ("TIFFTAG_IMAGEDESCRIPTION", "TIFFTAG_SOFTWARE", "TIFFTAG_DATETIME", "AREA_OR_POINT",
                        "RSPOLICY_SOURCE_GSD_M", "RSPOLICY_TARGET_GSD_M", "RSPOLICY_POLICY", "RSPOLICY_DECISION_ID")
@@ -55,8 +57,11 @@ def read_raster(path: Path, source: str) -> list[Evidence]:
         pass on the strength of coarser evidence alone).
     """
     try:
-        with rasterio.Env(**READ_ENV), rasterio.open(path) as ds:
-            return _evidence(ds, path, source)
+        with warnings.catch_warnings():
+            # An L1A image has no geotransform by design; its RPCs are read below.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.Env(**READ_ENV), rasterio.open(path) as ds:
+                return _evidence(ds, path, source)
     except RasterioError as exc:
         message = str(exc).replace(str(path), "").strip(" :") or type(exc).__name__
         raise ProductReadError(path, f"not a readable raster ({message.splitlines()[0]})") from exc
@@ -75,14 +80,14 @@ def _evidence(ds: Any, path: Path, source: str) -> list[Evidence]:
     dtypes = sorted(set(ds.dtypes))
     add(Fact.DTYPE, "DataType", ",".join(dtypes))
     if any(np.issubdtype(np.dtype(d), np.complexfloating) for d in dtypes):
-        add(Fact.CLASS_HINT, ProductClass.SAR.value, "DataType",
+        add(Fact.CLASS_HINT, "DataType", ProductClass.SAR.value,
             "complex samples (I/Q): single-look complex SAR", Strength.STRONG)
     nodata = ds.nodata
     if nodata is not None:
         add(Fact.NODATA, "nodata", float(nodata) if np.isfinite(nodata) else str(nodata))
     interps = tuple(ds.colorinterp)
     if count >= 3:
-        add(Fact.CLASS_HINT, ProductClass.MULTISPECTRAL.value, "RasterCount",
+        add(Fact.CLASS_HINT, "RasterCount", ProductClass.MULTISPECTRAL.value,
             f"{count} bands ({', '.join(ci.name for ci in interps)})", Strength.WEAK)
     elif count == 1 and interps and interps[0] is ColorInterp.palette:
         add(Fact.INFO, "ColorInterp", "palette", "a palette image is a map, not a sensor band")

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
-import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
 
 from rspolicy.errors import ProductReadError
 
@@ -39,13 +39,15 @@ def parse_xml(path: Path) -> Element:
     if size > MAX_SIDECAR_BYTES:
         raise ProductReadError(path, f"sidecar is {size} bytes, more than any real sidecar")
     try:
-        root: Element = safe_et.parse(str(path)).getroot()
+        root: Element | None = SafeET.parse(str(path)).getroot()
     except DefusedXmlException as exc:
         raise ProductReadError(path, f"unsafe XML refused ({type(exc).__name__})") from exc
-    except safe_et.ParseError as exc:
+    except SafeET.ParseError as exc:
         raise ProductReadError(path, f"not well-formed XML ({exc})") from exc
     except OSError as exc:
         raise ProductReadError(path, f"cannot read sidecar: {exc.strerror or exc}") from exc
+    if root is None:
+        raise ProductReadError(path, "empty XML document")
     return root
 
 

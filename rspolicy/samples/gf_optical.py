@@ -10,6 +10,7 @@ reads beside a ``.tiff``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import rasterio
 from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rpc import RPC
 
 #: WGS84 metres per degree of latitude and (at the equator) longitude.
@@ -201,6 +203,14 @@ def write_image(path: Path, pixels: np.ndarray, *, crs: CRS | None = None, trans
         profile["crs"] = crs
     if transform is not None:
         profile["transform"] = transform
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        _write(path, pixels, profile, rpcs, gcps, gcp_crs, tags)
+    return path
+
+
+def _write(path: Path, pixels: np.ndarray, profile: dict[str, Any], rpcs: RPC | None,
+           gcps: Sequence[GroundControlPoint] | None, gcp_crs: CRS | None, tags: dict[str, str] | None) -> None:
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile) as dst:
         dst.write(pixels)
         if rpcs is not None:
@@ -209,4 +219,33 @@ def write_image(path: Path, pixels: np.ndarray, *, crs: CRS | None = None, trans
             dst.gcps = (list(gcps), gcp_crs)
         if tags:
             dst.update_tags(**tags)
-    return path
+
+
+def order_xml(satellite: str = "GF2", sensor: str = "PMS2", product_id: str = "12889847001") -> str:
+    """A processing-order file (``<InterfaceFile>``) as CRESDA packages carry beside the products.
+
+    It names a satellite, a sensor and bands like a sidecar does, which is
+    exactly why a screener must not mistake it for one.
+    """
+    body = [
+        ("MTFC", "LAB"), ("MapProjection", "UTM"), ("BitNumber", "10"), ("RayleighCorrection", "N"),
+        ("GcpSource", "02B-HR"), ("AutoProcessing", "N"), ("StripID", "464621"), ("FlowRate", "0.0"),
+        ("OperatorName", "sys"), ("STRIPsceneCount", "1"), ("Priority", "0"), ("DemSource", "30"),
+        ("ReceiveStationID", "KRN"), ("AttType", "DMA"), ("CCDBalance", "N"), ("InstrumentMode", "NONE"),
+        ("HeightMode", "DEM"), ("ProduceType", "STANDARD"), ("ProductCount", "1"), ("OrbitType", "GPS"),
+        ("UserType", "sys"), ("TimeStandard", "BJTime"), ("RadioMetric", "LAB"), ("TaskRunID", "488379"),
+        ("ProductLevel", "LEVEL1A"), ("SceneCount", "1"), ("SatelliteID", satellite),
+        ("ProductQualityAssessment", "Y"), ("SceneID", product_id[:-3]), ("TaskRunType", "N"),
+        ("Denoise", "MOMENT"), ("SensorID", sensor), ("UserName", "sys"), ("ResamplingKernel", "CC"),
+        ("ActivityID", f"{satellite}_488379"), ("EarthEllipsoid", "GDZ80"), ("StartModule", "0"),
+        ("ProductID", product_id), ("BandRegister", "PYRAMID"), ("OrbitID", "45882"), ("Bands", "1,2,3,4,5"),
+    ]
+    header = [("Originator", "PP"), ("CreationTime", "2023-02-14 00:40:13"), ("Recipient", "PGS"),
+              ("Landing", "LANDING"), ("SatelliteID", satellite), ("MessageType", "ProcessProduct"),
+              ("MessageID", "204132975920")]
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<InterfaceFile>", "    <FileBody>"]
+    lines += [f"        <{k}>{v}</{k}>" for k, v in body]
+    lines += ["    </FileBody>", "    <FileHeader>"]
+    lines += [f"        <{k}>{v}</{k}>" for k, v in header]
+    lines += ["    </FileHeader>", "</InterfaceFile>"]
+    return "\n".join(lines) + "\n"
