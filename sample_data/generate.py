@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
@@ -91,6 +90,11 @@ def _gf3(folder: Path, names: Gf3Names, product_type: str, channels: dict[str, n
                     transform=transform, **COMPRESS)
 
 
+def _corners(lon: float, lat: float, half: float = 0.002) -> tuple[tuple[float, float], ...]:
+    """GF-3 corner order: topLeft, topRight, bottomLeft, bottomRight."""
+    return ((lon - half, lat + half), (lon + half, lat + half), (lon - half, lat - half), (lon + half, lat - half))
+
+
 def _amplitude(height: int, width: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     # Detected SAR amplitude: Rayleigh-distributed speckle on a smooth scene.
@@ -121,10 +125,7 @@ def _package(out: Path) -> None:
         (folder / f"{inner}.xml").write_bytes((folder / f"{inner}-MSS2.xml").read_bytes())
         (folder / "order.xml").write_text(order_xml(product_id=pid), encoding="utf-8")
         browse = synthetic_pixels(1, 64, 64, dtype="uint8", seed=23)
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(
-                folder / f"{inner}-PAN2.jpg", "w", driver="JPEG", width=64, height=64, count=1,
-                dtype="uint8") as dst:
-            dst.write(browse)
+        write_image(folder / f"{inner}-PAN2.jpg", browse, driver="JPEG")
         out.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(out, "w:gz", format=tarfile.PAX_FORMAT) as tar:
             for path in sorted(folder.iterdir()):
@@ -155,15 +156,18 @@ def generate(out: Path) -> None:
     _gf3(out / "gf3_sl_l2", gf3_names("KAS", "SL", 12345, 116.4, 39.9, "20210101", "L2", "HH", 123456),
          "SLP", {"HH": _amplitude(400, 400, 6)}, Affine(0.5, 0, 448_000.0, 0, -0.5, 4_417_000.0),
          imaging_mode="SL", polar="HH", product_id=123456, station="KAS", orbit_id=12345,
-         nominal_resolution=1.0, widthspace=0.5, heightspace=0.5, incidence_near=35.2, incidence_far=36.1)
+         nominal_resolution=1.0, widthspace=0.5, heightspace=0.5, incidence_near=35.2, incidence_far=36.1,
+         corners=_corners(116.4, 39.9), start="2021-01-01 10:12:01.000000", end="2021-01-01 10:12:03.000000")
     _gf3(out / "gf3_ufs_l2", gf3_names("MYN", "UFS", 29108, 116.4, 39.9, "20220219", "L2", "DH", 6303810),
          "SLP", {"HH": _amplitude(200, 200, 7), "HV": _amplitude(200, 200, 8)},
          Affine(1.5, 0, 448_000.0, 0, -1.5, 4_417_000.0), imaging_mode="UFS", polar="DH", product_id=6303810,
-         nominal_resolution=3.0, widthspace=1.5, heightspace=1.5)
+         nominal_resolution=3.0, widthspace=1.5, heightspace=1.5, corners=_corners(116.4, 39.9),
+         start="2022-02-19 08:33:23.753066", end="2022-02-19 08:33:29.050428")
     _gf3(out / "gf3_sl_slc", gf3_names("SAY", "SL", 16789, 121.5, 31.2, "20210615", "L1A", "HH", 234567),
          "SLC", {"HH": _slc(300, 256, 9)}, None, imaging_mode="SL", polar="HH", product_id=234567,
          station="SAY", orbit_id=16789, product_level="1A", nominal_resolution=1.0, widthspace=0.45,
-         heightspace=0.6, incidence_near=37.5, incidence_far=38.3)
+         heightspace=0.6, incidence_near=37.5, incidence_far=38.3, corners=_corners(121.5, 31.2),
+         start="2021-06-15 21:40:10.100000", end="2021-06-15 21:40:12.400000")
     write_fy4a_agri(_mkdir(out / "fy4a_agri"), resolution_m=4000, start=datetime(2019, 1, 1, 0, 0))
     write_fy3_mersi(_mkdir(out / "fy3d_mersi"), resolution_m=250, start=datetime(2019, 1, 1, 0, 0))
     write_hy1c_czi(_mkdir(out / "hy1c_czi"))

@@ -71,11 +71,11 @@ def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: 
             echo_json(item.to_dict())
         elif explain:
             click.echo("\n".join(_explain(item)) + "\n")
+    if not as_json and not explain:
+        click.echo("\n".join(_table(decisions)))
+    for s in skipped:
+        click.echo(f"skipped {s.path}: {s.reason}", err=True)
     if not as_json:
-        if not explain:
-            click.echo("\n".join(_table(decisions)))
-        for s in skipped:
-            click.echo(f"skipped {s.path}: {s.reason}", err=True)
         for d in decisions:
             for w in d.warnings:
                 click.echo(f"warning {d.path}: {w}", err=True)

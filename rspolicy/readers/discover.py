@@ -180,6 +180,8 @@ def read_product(files: ProductFiles, label: Callable[[Path], str]) -> ProductEv
                                          "read by GDAL with the image"))
         except ProductReadError as exc:
             problems.append(f"{label(sidecar)}: {exc.problem}")
+        except Exception as exc:  # noqa: BLE001 - fail closed: a reader bug blocks the product, never crashes
+            problems.append(f"{label(sidecar)}: unexpected error while reading ({type(exc).__name__}: {exc})")
     try:
         if _lower(files.main).endswith(HDF5_SUFFIXES):
             evidence.extend(read_hdf5(files.main, files.display))
@@ -187,6 +189,8 @@ def read_product(files: ProductFiles, label: Callable[[Path], str]) -> ProductEv
             evidence.extend(read_raster(files.main, files.display))
     except ProductReadError as exc:
         problems.append(f"{files.display}: {exc.problem}")
+    except Exception as exc:  # noqa: BLE001 - fail closed, as above
+        problems.append(f"{files.display}: unexpected error while reading ({type(exc).__name__}: {exc})")
     evidence.extend(filename_evidence(files.main.name, files.display))
     return ProductEvidence(
         path=files.display,

@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from rspolicy.errors import ProductReadError
@@ -62,7 +63,7 @@ def read_raster(path: Path, source: str) -> list[Evidence]:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.Env(**READ_ENV), rasterio.open(path) as ds:
                 return _evidence(ds, path, source)
-    except RasterioError as exc:
+    except (RasterioError, CPLE_BaseError) as exc:
         message = str(exc).replace(str(path), "").strip(" :") or type(exc).__name__
         raise ProductReadError(path, f"not a readable raster ({message.splitlines()[0]})") from exc
 
@@ -113,7 +114,7 @@ def _evidence(ds: Any, path: Path, source: str) -> list[Evidence]:
             spacings.extend(gcp_spacing(gcps, gcp_crs, width, height))
         if ds.rpcs is not None:
             spacings.append(rpc_spacing(ds.rpcs, width, height))
-    except (ValueError, RasterioError, ArithmeticError) as exc:
+    except (ValueError, RasterioError, CPLE_BaseError, ArithmeticError) as exc:
         raise ProductReadError(path, f"georeferencing cannot be evaluated ({exc})") from exc
     for spacing in spacings:
         add(Fact.GSD, spacing.method, spacing.finest_m,
