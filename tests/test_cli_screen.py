@@ -18,7 +18,14 @@ import rasterio
 from click.testing import CliRunner, Result
 
 from rspolicy.cli import cli
-from rspolicy.samples.gf_optical import OpticalScene, linear_rpc, synthetic_pixels, write_image, write_rpb, write_sidecar
+from rspolicy.samples.gf_optical import (
+    OpticalScene,
+    linear_rpc,
+    synthetic_pixels,
+    write_image,
+    write_rpb,
+    write_sidecar,
+)
 
 from .conftest import SAMPLE_DATA
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp
 from rasterio._err import CPLE_BaseError
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from rspolicy.errors import ProductReadError

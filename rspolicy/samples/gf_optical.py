@@ -197,7 +197,8 @@ def write_image(path: Path, pixels: np.ndarray, *, crs: CRS | None = None, trans
                 **creation: Any) -> Path:
     """Write a GeoTIFF with the given georeferencing (none for L1A) and return its path."""
     bands, height, width = pixels.shape
-    profile: dict[str, Any] = {"driver": creation.pop("driver", "GTiff"), "width": width, "height": height, "count": bands,
+    driver = creation.pop("driver", "GTiff")
+    profile: dict[str, Any] = {"driver": driver, "width": width, "height": height, "count": bands,
                                "dtype": pixels.dtype.name, "nodata": nodata, **creation}
     if crs is not None:
         profile["crs"] = crs
