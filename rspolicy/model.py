@@ -238,6 +238,8 @@ class Decision:
         Every piece of evidence read.
     policy
         The identity of the policy.
+    decision_id
+        Unique and sortable by time (UUIDv7).
     product
         The read-stage result, kept for the action stage (not serialised).
     """
@@ -254,11 +256,13 @@ class Decision:
     warnings: tuple[str, ...]
     evidence: tuple[Evidence, ...]
     policy: PolicyRef
+    decision_id: str = ""
     product: ProductEvidence | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping with the keys ``screen --json`` prints."""
         return {
+            "decision_id": self.decision_id,
             "path": self.path,
             "satellite": self.satellite,
             "sensor": self.sensor,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 
+from rspolicy.audit import new_decision_id
 from rspolicy.classify import classify
 from rspolicy.model import Action, Decision, Evidence, Fact, ProductClass, ProductEvidence
 from rspolicy.policy import Outcome, Policy, evaluate, load_policy
@@ -46,7 +47,8 @@ def decide(product: ProductEvidence, policy: Policy) -> Decision:
             path=product.path, satellite=None, sensor=None, product_class=ProductClass.UNKNOWN, gsd_m=None,
             action=Action.BLOCK, target_gsd_m=None, rule=None,
             reasons=(f"{product.path}: internal error while deciding ({type(exc).__name__}: {exc}); blocked",),
-            warnings=(), evidence=product.evidence, policy=policy.ref, product=product)
+            warnings=(), evidence=product.evidence, policy=policy.ref, decision_id=new_decision_id(),
+            product=product)
 
 
 def _decide(product: ProductEvidence, policy: Policy) -> Decision:
@@ -89,6 +91,7 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
         warnings=tuple(warnings),
         evidence=product.evidence,
         policy=policy.ref,
+        decision_id=new_decision_id(),
         product=product,
     )
 

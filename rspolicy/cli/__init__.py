@@ -7,6 +7,7 @@ import sys
 import click
 
 from rspolicy import __version__
+from rspolicy.cli.enforce import enforce_command
 from rspolicy.cli.screen import screen
 from rspolicy.errors import RSPolicyError
 
@@ -22,6 +23,7 @@ def cli() -> None:
 
 
 cli.add_command(screen)
+cli.add_command(enforce_command)
 
 
 def main() -> None:

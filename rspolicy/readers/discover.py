@@ -206,7 +206,8 @@ def unreadable(display: str, problem: str, path: Path | None = None) -> ProductE
     return ProductEvidence(display, None, (path,) if path else (), (), (f"{display}: {problem}",))
 
 
-def _walk(directory: Path) -> list[Path]:
+def walk(directory: Path) -> list[Path]:
+    """Every file below a directory, sorted, folders in name order."""
     found: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs.sort()
@@ -234,11 +235,11 @@ def iter_products(paths: Iterable[str | os.PathLike[str]]) -> Iterator[ProductEv
         if not path.exists():
             yield unreadable(display, "no such file or directory")
         elif path.is_dir():
-            yield from _from_listing(_walk(path), os.fspath)
+            yield from _from_listing(walk(path), os.fspath)
         elif is_package(path):
             yield from _from_package(path, display)
         else:
-            yield from _from_single_file(path, display)
+            yield from from_single_file(path, display)
 
 
 def _from_listing(files: Sequence[Path], label: Callable[[Path], str]) -> Iterator[ProductEvidence | Skipped]:
@@ -270,7 +271,8 @@ def _from_package(path: Path, display: str) -> Iterator[ProductEvidence | Skippe
         yield unreadable(display, exc.problem, path)
 
 
-def _from_single_file(path: Path, display: str) -> Iterator[ProductEvidence | Skipped]:
+def from_single_file(path: Path, display: str) -> Iterator[ProductEvidence | Skipped]:
+    """The product a single named file belongs to (itself, or the image it describes)."""
     siblings = [f for f in path.parent.iterdir() if f.is_file()] if path.parent.is_dir() else [path]
     base = path.parent
 

@@ -24,6 +24,8 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rpc import RPC
 
+from rspolicy.georef import rpb_text
+
 #: WGS84 metres per degree of latitude and (at the equator) longitude.
 _M_PER_DEG_LAT = 110_574.3
 _M_PER_DEG_LON_EQ = 111_319.5
@@ -146,27 +148,6 @@ def linear_rpc(center_lon: float, center_lat: float, gsd_m: float, width: int, h
                line_den_coeff=den, line_num_coeff=line_num, line_off=height / 2, line_scale=height / 2,
                long_off=center_lon, long_scale=lon_scale, samp_den_coeff=den, samp_num_coeff=samp_num,
                samp_off=width / 2, samp_scale=width / 2)
-
-
-def rpb_text(rpc: RPC) -> str:
-    """An RPC in the ``.rpb`` layout CRESDA ships (and GDAL reads)."""
-    def coefs(values: Sequence[float]) -> str:
-        body = ",\n".join(f"\t\t\t{v:+.15E}" for v in values)
-        return f"(\n{body});"
-
-    return "\n".join([
-        'satId = "XXX";', 'bandId = "XXX";', 'SpecId = "XXX";', "BEGIN_GROUP = IMAGE",
-        "\terrBias =   1.0;", "\terrRand =    0.0;",
-        f"\tlineOffset = {rpc.line_off:.15f};", f"\tsampOffset = {rpc.samp_off:.15f};",
-        f"\tlatOffset =   {rpc.lat_off:.15f};", f"\tlongOffset =  {rpc.long_off:.15f};",
-        f"\theightOffset = {rpc.height_off:.15f};",
-        f"\tlineScale = {rpc.line_scale:.15f};", f"\tsampScale = {rpc.samp_scale:.15f};",
-        f"\tlatScale =    {rpc.lat_scale:.15f};", f"\tlongScale =    {rpc.long_scale:.15f};",
-        f"\theightScale = {rpc.height_scale:.15f};",
-        f"\tlineNumCoef = {coefs(rpc.line_num_coeff)}", f"\tlineDenCoef = {coefs(rpc.line_den_coeff)}",
-        f"\tsampNumCoef = {coefs(rpc.samp_num_coeff)}", f"\tsampDenCoef = {coefs(rpc.samp_den_coeff)}",
-        "END_GROUP = IMAGE", "END;", "",
-    ])
 
 
 def write_rpb(path: Path, rpc: RPC) -> Path:
