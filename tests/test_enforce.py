@@ -1,0 +1,252 @@
+"""``rspolicy enforce``: degraded outputs that are compliant, georeferenced and atomic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner, Result
+from rasterio.crs import CRS
+from rasterio.transform import RPCTransformer
+
+from rspolicy.cli import cli
+from rspolicy.enforce import STAGE_PREFIX, EnforceOptions, enforce
+from rspolicy.model import Action
+from rspolicy.policy import load_policy
+from rspolicy.samples.gf_optical import (
+    OpticalScene,
+    linear_rpc,
+    synthetic_pixels,
+    write_image,
+    write_rpb,
+    write_sidecar,
+)
+
+from .conftest import SAMPLE_DATA
+
+PAN03 = SAMPLE_DATA / "svn1_pan_0.3m"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["enforce", *args], catch_exceptions=False)
+
+
+def screen_json(*paths: Path) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(cli, ["screen", "--json", *map(str, paths)], catch_exceptions=False)
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_sample_products_come_out_compliant(tmp_path: Path) -> None:
+    before = tree(SAMPLE_DATA)
+    result = run(str(SAMPLE_DATA), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 3
+    assert tree(SAMPLE_DATA) == before  # inputs untouched
+    records = screen_json(tmp_path / "out")
+    assert len(records) == 15
+    assert {r["action"] for r in records} == {"allow"}
+    assert not list((tmp_path / "out").glob(f"{STAGE_PREFIX}*"))
+
+
+def test_pan_03_degraded_exactly(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run(str(PAN03), "-o", str(out)).exit_code == 3
+    src_tif = next(PAN03.glob("*.tiff"))
+    dst_tif = out / src_tif.name
+    with rasterio.open(src_tif) as src, rasterio.open(dst_tif) as dst:
+        assert dst.transform.a == pytest.approx(0.5, abs=1e-12) and dst.transform.e == pytest.approx(-0.5, abs=1e-12)
+        assert (dst.transform.c, dst.transform.f) == (src.transform.c, src.transform.f)  # origin kept
+        assert (dst.width, dst.height) == (300, 300)  # 500 px at 0.3 m -> 300 px at 0.5 m
+        assert dst.crs == src.crs and dst.dtypes == src.dtypes
+        tags = dst.tags()
+        assert tags["RSPOLICY_TARGET_GSD_M"] == "0.5" and tags["RSPOLICY_POLICY"].startswith("cnsa-2022")
+        assert len(tags["RSPOLICY_POLICY_SHA256"]) == 64 and tags["RSPOLICY_DECISION_ID"]
+        # the first output pixel is the exact mean of the 5/3 x 5/3 input area it covers
+        a = src.read(1, window=((0, 2), (0, 2))).astype(float)
+        w = np.array([1.0, 2 / 3])
+        expected = (w[:, None] * w[None, :] * a).sum() / (w.sum() ** 2)
+        assert abs(int(dst.read(1)[0, 0]) - expected) <= 0.5
+    src_xml = next(PAN03.glob("*.xml")).read_text().splitlines()
+    dst_xml = (out / next(PAN03.glob("*.xml")).name).read_text().splitlines()
+    changed = {a.strip().split(">")[0] for a, b in zip(src_xml, dst_xml, strict=True) if a != b}
+    assert changed == {"<ImageGSD", "<WidthInPixels", "<HeightInPixels"}
+    assert "<ImageGSD>0.5</ImageGSD>" in "\n".join(dst_xml)
+    assert "<WidthInPixels>300</WidthInPixels>" in "\n".join(dst_xml)
+
+
+def test_gf3_sidecar_rewritten(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out))
+    meta = next(out.glob("*.meta.xml")).read_text()
+    assert "<widthspace>1</widthspace>" in meta and "<heightspace>1</heightspace>" in meta
+    assert "<NominalResolution>1</NominalResolution>" in meta
+    assert "<width>200</width>" in meta and "<height>200</height>" in meta
+
+
+def test_complex_slc_is_averaged_in_intensity(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(str(SAMPLE_DATA / "gf3_sl_slc"), "-o", str(out))
+    with rasterio.open(next(out.glob("*.tiff"))) as dst:
+        assert dst.dtypes[0] == "float32"
+        assert "intensity" in dst.tags()["RSPOLICY_RESAMPLING"]
+        # speckle of N(0,100) I and Q: mean intensity 2 * 100**2
+        assert float(dst.read(1).mean()) == pytest.approx(20000, rel=0.1)
+
+
+def _l1a_pan(folder: Path, gsd: float, *, rpb_from: Path | None = None, size: int = 300) -> Path:
+    name = "GF2_PMS1_E116.5_N39.9_20200510_L1A0004793969-PAN1"
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = OpticalScene(width=size, height=size, image_gsd=str(gsd), center_lon=116.5, center_lat=39.9)
+    write_sidecar(folder / f"{name}.xml", scene)
+    if rpb_from is None:
+        write_rpb(folder / f"{name}.rpb", linear_rpc(116.5, 39.9, gsd, size, size, height_off=50.0))
+    else:
+        shutil.copy(rpb_from, folder / f"{name}.rpb")
+    return write_image(folder / f"{name}.tiff", synthetic_pixels(1, size, size))
+
+
+def _check_rpc_ground_points(src: Path, dst: Path, factor: Fraction) -> None:
+    """A ground point projects to the same place (within a fraction of an output pixel) before and after."""
+    with rasterio.open(src) as s, rasterio.open(dst) as d:
+        assert d.rpcs is not None
+        with RPCTransformer(s.rpcs) as ts, RPCTransformer(d.rpcs) as td:
+            rows, cols = np.meshgrid(np.linspace(10, s.height - 10, 5), np.linspace(10, s.width - 10, 5))
+            lons, lats = ts.xy(rows.ravel(), cols.ravel(), zs=[s.rpcs.height_off] * rows.size, offset="ul")
+            r_out, c_out = td.rowcol(lons, lats, zs=[s.rpcs.height_off] * rows.size, op=lambda x: x)
+            expected_r = rows.ravel() / float(factor)
+            expected_c = cols.ravel() / float(factor)
+            assert np.max(np.abs(np.asarray(r_out) - expected_r)) < 0.01
+            assert np.max(np.abs(np.asarray(c_out) - expected_c)) < 0.01
+
+
+def test_rpc_only_l1a_is_rescaled(tmp_path: Path) -> None:
+    src = _l1a_pan(tmp_path / "in", 0.3)
+    out = tmp_path / "out"
+    assert run(str(src), "-o", str(out)).exit_code == 3
+    dst = out / src.name
+    _check_rpc_ground_points(src, dst, Fraction(5, 3))
+    rpb = dst.with_suffix(".rpb").read_text()
+    assert "lineScale" in rpb and rpb != src.with_suffix(".rpb").read_text()
+    [record] = screen_json(dst)
+    assert record["action"] == "allow" and record["gsd_m"] == pytest.approx(0.5, rel=1e-3)
+
+
+def test_real_rpc_is_rescaled(tmp_path: Path, real_metadata: Path) -> None:
+    # The real GF-2 PAN RPCs (0.8 m) on an image whose sidecar claims 0.4 m: the finest (0.4 m) decides.
+    src = _l1a_pan(tmp_path / "in", 0.4, rpb_from=real_metadata / "gf2_pms1_pan_l1a.rpb", size=400)
+    out = tmp_path / "out"
+    assert run(str(src), "-o", str(out)).exit_code == 3
+    _check_rpc_ground_points(src, out / src.name, Fraction(5, 4))
+
+
+def test_geographic_and_gcp_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(str(SAMPLE_DATA / "plain_geotiff"), "-o", str(out))
+    with rasterio.open(out / "rgbn_epsg4326.tif") as d, \
+            rasterio.open(SAMPLE_DATA / "plain_geotiff" / "rgbn_epsg4326.tif") as s:
+        factor = d.transform.a / s.transform.a
+        assert factor >= 2.0 / 0.8550586139 and d.transform.a == pytest.approx(s.transform.a * factor)
+        assert (d.transform.c, d.transform.f) == (s.transform.c, s.transform.f)
+        assert d.count == 4 and d.crs == CRS.from_epsg(4326)
+
+
+def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rspolicy.degrade as degrade
+
+    calls = {"n": 0}
+    original = degrade._write
+
+    def failing(dst: Any, piece: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        original(dst, piece)
+
+    monkeypatch.setattr(degrade, "STRIP_BYTES", 20_000)  # many strips
+    monkeypatch.setattr(degrade, "_write", failing)
+    out = tmp_path / "out"
+    result = run(str(PAN03), "-o", str(out))
+    assert result.exit_code == 4 and "No space left" in result.stdout
+    assert calls["n"] == 2
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # no partial file, no stage left
+
+
+def test_rescreen_guard_deletes_a_leaking_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rspolicy.enforce as enforce_module
+
+    def stale_copy(src: Path, dst: Path, change: Any) -> bool:
+        shutil.copy(src, dst)  # a buggy writer that leaves ImageGSD 0.3 in the sidecar
+        return True
+
+    monkeypatch.setattr(enforce_module, "rewrite_sidecar", stale_copy)
+    out = tmp_path / "out"
+    result = run("--json", str(PAN03), "-o", str(out))
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["action"] == "block" and "failed its re-screen" in record["reasons"][-1]
+    assert result.exit_code == 4
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_existing_outputs_need_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run(str(PAN03), "-o", str(out)).exit_code == 3
+    first = tree(out)
+    again = run(str(PAN03), "-o", str(out))
+    assert again.exit_code == 4 and "--overwrite" in again.stdout
+    assert tree(out) == first
+    assert run(str(PAN03), "-o", str(out), "--overwrite").exit_code == 3
+
+
+def test_package_in_package_out(tmp_path: Path) -> None:
+    src = tmp_path / "src" / "GF2_PKG"
+    _l1a_pan(src, 0.3)
+    blocked = src / "mystery.tif"
+    write_image(blocked, synthetic_pixels(1, 16, 16), crs=CRS.from_epsg(32650),
+                transform=Affine(10, 0, 448000, 0, -10, 4417000))
+    (src / "order.xml").write_text("<InterfaceFile><FileBody/></InterfaceFile>")
+    package = tmp_path / "delivery.tar.gz"
+    with tarfile.open(package, "w:gz") as tar:
+        tar.add(src, arcname="GF2_PKG")
+    before = hashlib.sha256(package.read_bytes()).hexdigest()
+    out = tmp_path / "out"
+    result = run("--json", str(package), "-o", str(out))
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["action"] for r in records) == ["block", "resample"] and result.exit_code == 4
+    with tarfile.open(out / "delivery.tar.gz") as tar:
+        names = sorted(tar.getnames())
+    stem = "GF2_PKG/GF2_PMS1_E116.5_N39.9_20200510_L1A0004793969-PAN1"
+    assert names == [f"{stem}.rpb", f"{stem}.tiff", f"{stem}.xml"]
+    assert hashlib.sha256(package.read_bytes()).hexdigest() == before
+    delivered = screen_json(out / "delivery.tar.gz")
+    assert [r["action"] for r in delivered] == ["allow"]
+
+
+def test_cog_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out), "--format", "cog").exit_code == 3
+    with rasterio.open(next(out.glob("*.tiff"))) as d:
+        assert d.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert d.res == (1.0, 1.0)
+
+
+def test_hdf5_needing_resample_is_blocked(tmp_path: Path) -> None:
+    policy = tmp_path / "coarse.toml"
+    policy.write_text((SAMPLE_DATA.parent / "rules" / "cnsa-2022.toml").read_text()
+                      .replace('name = "cnsa-2022"', 'name = "coarse"').replace("limit_m = 2.0", "limit_m = 500.0", 1))
+    outcomes = enforce([SAMPLE_DATA / "fy3d_mersi"], EnforceOptions(tmp_path / "out", load_policy(policy)))
+    assert [o.decision.action for o in outcomes] == [Action.BLOCK]
+    assert "HDF5" in outcomes[0].decision.reasons[-1]
+    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
