@@ -24,7 +24,7 @@ def scale_transform(transform: Affine, row_factor: Fraction, col_factor: Fractio
     >>> scale_transform(Affine(0.3, 0, 500000, 0, -0.3, 4e6), Fraction(5, 3), Fraction(5, 3))[:6]
     (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
     """
-    return transform * Affine.scale(float(col_factor), float(row_factor))
+    return transform @ Affine.scale(float(col_factor), float(row_factor))
 
 
 def scale_rpc(rpc: RPC, row_factor: Fraction, col_factor: Fraction) -> RPC:
