@@ -83,6 +83,15 @@ class EnforceOptions:
 
 
 @dataclass(frozen=True)
+class OutputFile:
+    """One file written."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What happened to one product.
 
@@ -92,7 +101,8 @@ class Outcome:
         The final decision (a resample can end blocked when writing fails or
         the output does not pass its re-screen).
     outputs
-        Files written, final paths (inside a package: ``package!member``).
+        Files written: final paths (inside a package: ``package!member``),
+        sizes and sha256 digests.
     output_gsd_m
         The ground resolution of what was written (the re-screen's finding).
     notes
@@ -100,7 +110,7 @@ class Outcome:
     """
 
     decision: Decision
-    outputs: tuple[str, ...] = ()
+    outputs: tuple[OutputFile, ...] = ()
     output_gsd_m: float | None = None
     notes: tuple[str, ...] = ()
 
@@ -209,8 +219,10 @@ def _rescreen(staged: list[Path], stage: Path, policy: Policy) -> Decision:
     return decide(read_product(products[0], lambda p: os.fspath(p.relative_to(stage))), policy)
 
 
-def _process(decision: Decision, opts: EnforceOptions, rel: Callable[[Path], Path],
-             commit: Callable[[list[Path], Path], list[str]]) -> Outcome:
+Commit = Callable[[list[Path], Path], list[OutputFile]]
+
+
+def _process(decision: Decision, opts: EnforceOptions, rel: Callable[[Path], Path], commit: Commit) -> Outcome:
     """Act on one decision: stage, re-screen, commit."""
     product = decision.product
     if decision.action is Action.BLOCK or product is None or product.raster is None:
@@ -240,14 +252,15 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Callable[[list[Path], Path], list[str]]:
+def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Commit:
     """Move staged files into place; ``written`` remembers this run's files.
 
     GF-3 polarisations share one ``.meta.xml``: the second product may find it
     written already, which is fine when the bytes are the same.
     """
-    def commit(staged: list[Path], stage: Path) -> list[str]:
+    def commit(staged: list[Path], stage: Path) -> list[OutputFile]:
         finals = [opts.outdir / p.relative_to(stage) for p in staged]
+        sizes = [p.stat().st_size for p in staged]
         digests = [_digest(p) for p in staged]
         for final, digest in zip(finals, digests, strict=True):
             if final in written and written[final] != digest:
@@ -262,7 +275,7 @@ def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Callable[[l
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
             written[dst] = digest
-        return [os.fspath(f) for f in finals]
+        return [OutputFile(os.fspath(f), size, digest) for f, size, digest in zip(finals, sizes, digests, strict=True)]
 
     return commit
 
@@ -283,7 +296,9 @@ def enforce(paths: Iterable[str | os.PathLike[str]], opts: EnforceOptions,
         Output directory, policy, format, overwrite.
     record
         Called with each outcome as soon as it is final (the audit log hook),
-        so that a run stopped half-way has logged what it did.
+        so that a run stopped half-way has logged what it did. When it raises,
+        the files that outcome released are removed again and the error
+        propagates: nothing leaves without its record.
 
     Returns
     -------
@@ -296,8 +311,15 @@ def enforce(paths: Iterable[str | os.PathLike[str]], opts: EnforceOptions,
 
     def done(outcome: Outcome) -> None:
         outcomes.append(outcome)
-        if record is not None:
+        if record is None:
+            return
+        try:
             record(outcome)
+        except BaseException:
+            # Nothing leaves unrecorded: take back what this product released.
+            for written in {o.path.split("!", 1)[0] for o in outcome.outputs}:
+                Path(written).unlink(missing_ok=True)
+            raise
 
     for raw in paths:
         path, display = Path(raw), os.fspath(raw)
@@ -339,14 +361,15 @@ def _enforce_package(path: Path, display: str, dest: Path, opts: EnforceOptions,
                 return
             released: list[tuple[Path, Outcome]] = []  # members are logged once the package is written
 
-            def keep(staged: list[Path], stage: Path) -> list[str]:
-                names = []
+            def keep(staged: list[Path], stage: Path) -> list[OutputFile]:
+                kept = []
                 for f in staged:
                     target = package_stage / f.relative_to(stage)
                     target.parent.mkdir(parents=True, exist_ok=True)
+                    kept.append(OutputFile(f"{dest}!{target.relative_to(package_stage).as_posix()}",
+                                           f.stat().st_size, _digest(f)))
                     os.replace(f, target)
-                    names.append(f"{dest}!{target.relative_to(package_stage).as_posix()}")
-                return names
+                return kept
 
             for files in products:
                 outcome = _process(decide(read_product(files, label), opts.policy), opts, _rel_to(root), keep)

@@ -146,6 +146,8 @@ class ProductEvidence:
         The facts read, each with its source.
     problems
         Reasons the product could not be read fully; any problem blocks it.
+    labels
+        Display names of ``files``, in the same order.
     """
 
     path: str
@@ -153,6 +155,11 @@ class ProductEvidence:
     files: tuple[Path, ...]
     evidence: tuple[Evidence, ...]
     problems: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+
+    def label(self, index: int) -> str:
+        """The display name of ``files[index]`` (``package!member`` for a package member)."""
+        return self.labels[index] if index < len(self.labels) else str(self.files[index])
 
     def facts(self, fact: Fact) -> tuple[Evidence, ...]:
         """The evidence about one fact, in reading order."""

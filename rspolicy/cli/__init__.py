@@ -8,6 +8,7 @@ import click
 
 from rspolicy import __version__
 from rspolicy.cli.enforce import enforce_command
+from rspolicy.cli.log import log
 from rspolicy.cli.screen import screen
 from rspolicy.errors import RSPolicyError
 
@@ -24,6 +25,7 @@ def cli() -> None:
 
 cli.add_command(screen)
 cli.add_command(enforce_command)
+cli.add_command(log)
 
 
 def main() -> None:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from rspolicy.cli.options import echo_json, json_option, paths_argument, policy_option
+from rspolicy.cli.options import echo_json, json_option, log_options, open_log, paths_argument, policy_option
 from rspolicy.enforce import EnforceOptions, Outcome, enforce
 from rspolicy.model import exit_status
 from rspolicy.policy import Policy
+from rspolicy.records import Requester, decision_record
 
 
 def _line(outcome: Outcome) -> str:
@@ -30,28 +31,42 @@ def _line(outcome: Outcome) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Worker threads (default: all cores).")
 @json_option
+@click.option("--log", "log_path", default=None, metavar="FILE",
+              help="Audit log (default: $RSPOLICY_LOG, the config file, or ~/.local/state/rspolicy/decisions.jsonl).")
+@log_options
 @click.pass_context
 def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, policy: Policy, output_format: str,
-                    overwrite: bool, threads: int | None, as_json: bool) -> None:
+                    overwrite: bool, threads: int | None, as_json: bool, log_path: str | None,
+                    recipient: str | None, purpose: str | None, operator: str | None) -> None:
     """Release, degrade or refuse each product according to its decision.
 
     Allowed products are copied unchanged with their sidecars; products to
     resample are written degraded to the policy's target with rewritten
     sidecars; blocked products write nothing. Packages in, packages out.
     Exit status: 0 all released as they are, 3 some degraded, 4 some
-    blocked, 2 usage error.
+    blocked, 2 usage error, 1 the audit log or an output could not be
+    written (what had been released for that product is taken back).
+    Every decision is appended to the audit log.
     """
     opts = EnforceOptions(outdir=outdir, policy=policy, output_format="cog" if output_format == "cog" else "gtiff",
                           overwrite=overwrite, threads=threads)
 
+    log = open_log(log_path, required=True)
+    assert log is not None
+    requester = Requester.current(operator=operator, recipient=recipient, purpose=purpose)
+
     def report(outcome: Outcome) -> None:
+        log.append(decision_record(outcome.decision, requester, command="enforce",
+                                   outputs=[o.__dict__ for o in outcome.outputs],
+                                   output_gsd_m=outcome.output_gsd_m, notes=outcome.notes))
         if as_json:
-            echo_json({**outcome.decision.to_dict(), "outputs": list(outcome.outputs),
+            echo_json({**outcome.decision.to_dict(), "outputs": [o.path for o in outcome.outputs],
                        "output_gsd_m": outcome.output_gsd_m, "notes": list(outcome.notes)})
         else:
             click.echo(_line(outcome))
             for note in outcome.notes:
                 click.echo(f"note {outcome.decision.path}: {note}", err=True)
 
-    outcomes = enforce(paths, opts, record=report)
+    with log:
+        outcomes = enforce(paths, opts, record=report)
     ctx.exit(exit_status(o.decision.action for o in outcomes))

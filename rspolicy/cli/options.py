@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import click
 
+from rspolicy.audit import AuditLog, key_from_env, resolve_log_path
 from rspolicy.errors import PolicyError
 from rspolicy.policy import Policy, load_policy
 
@@ -30,3 +33,31 @@ paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Pat
 def echo_json(obj: Any) -> None:
     """Print one compact JSON line."""
     click.echo(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+
+def log_options(f: Any) -> Any:
+    """``--recipient``, ``--purpose`` and ``--operator``: who a decision is for and by."""
+    f = click.option("--operator", default=None, help="Who takes the decision (default: the OS user).")(f)
+    f = click.option("--purpose", default=None, help="Why the data is shared (recorded in the audit log).")(f)
+    return click.option("--recipient", default=None, help="Who the data is for (recorded in the audit log).")(f)
+
+
+def default_log_path() -> Path:
+    """Where ``enforce`` logs when no log is configured: the user's state directory."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "rspolicy" / "decisions.jsonl"
+
+
+def open_log(explicit: str | None, *, required: bool) -> AuditLog | None:
+    """The audit log named by ``--log``, ``$RSPOLICY_LOG`` or the config file.
+
+    With ``required`` (enforce) a log is always opened, at
+    :func:`default_log_path` when none is configured.
+    """
+    path = resolve_log_path(explicit)
+    if path is None and required:
+        path = default_log_path()
+    if path is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return AuditLog(path, key=key_from_env())

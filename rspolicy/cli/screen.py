@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from rspolicy.cli.options import echo_json, json_option, paths_argument, policy_option
+from rspolicy.cli.options import echo_json, json_option, log_options, open_log, paths_argument, policy_option
 from rspolicy.model import Decision, Fact, exit_status
 from rspolicy.policy import Policy
 from rspolicy.readers.discover import Skipped
+from rspolicy.records import Requester, decision_record
 from rspolicy.screen import iter_screen
 
 
@@ -52,8 +53,13 @@ def _explain(decision: Decision) -> list[str]:
 @policy_option
 @json_option
 @click.option("--explain", is_flag=True, help="List every piece of evidence and the rule that decided.")
+@click.option("--log", "log_path", default=None, metavar="FILE",
+              help="Record every decision in this audit log (also done when $RSPOLICY_LOG or the config file "
+                   "names one).")
+@log_options
 @click.pass_context
-def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: bool, explain: bool) -> None:
+def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: bool, explain: bool,
+           log_path: str | None, recipient: str | None, purpose: str | None, operator: str | None) -> None:
     """Read products' metadata (never their pixels) and decide what may leave.
 
     PATHS are images, sidecars, directories or delivery packages (.tar.gz).
@@ -62,11 +68,16 @@ def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: 
     """
     decisions: list[Decision] = []
     skipped: list[Skipped] = []
+    log = open_log(log_path, required=False)
+    requester = Requester.current(operator=operator, recipient=recipient, purpose=purpose)
     for item in iter_screen(paths, policy):
         if isinstance(item, Skipped):
             skipped.append(item)
             continue
         decisions.append(item)
+        if log is not None:
+            # Logged while the product's files (a package member's too) are still on disk to be hashed.
+            log.append(decision_record(item, requester, command="screen"))
         if as_json:
             echo_json(item.to_dict())
         elif explain:
@@ -79,4 +90,6 @@ def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: 
         for d in decisions:
             for w in d.warnings:
                 click.echo(f"warning {d.path}: {w}", err=True)
+    if log is not None:
+        log.close()
     ctx.exit(exit_status(d.action for d in decisions))

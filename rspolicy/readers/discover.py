@@ -198,6 +198,7 @@ def read_product(files: ProductFiles, label: Callable[[Path], str]) -> ProductEv
         files=(files.main, *files.sidecars),
         evidence=tuple(evidence),
         problems=tuple(problems),
+        labels=(files.display, *(label(s) for s in files.sidecars)),
     )
 
 
