@@ -164,7 +164,7 @@ def test_geographic_and_gcp_outputs(tmp_path: Path) -> None:
 
 
 def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rspolicy.degrade as degrade
+    from rspolicy import degrade
 
     calls = {"n": 0}
     original = degrade._write

@@ -1,0 +1,5 @@
+"""``python -m rspolicy``: the same as the ``rspolicy`` command."""
+
+from rspolicy.cli import main
+
+main()
