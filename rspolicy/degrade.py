@@ -18,7 +18,6 @@ import contextlib
 import math
 import os
 import re
-import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -202,35 +201,18 @@ def _creation_options(src: Any, width: int, height: int, dtype: str) -> dict[str
     return opts
 
 
-class _Reader:
-    """One dataset handle per worker thread: GDAL handles are not thread-safe."""
+def _strips(height: int, width: int, bands: int, itemsize: int, p_row: int,
+            block_rows: int) -> Iterator[tuple[int, int]]:
+    """Row strips: whole periods of the factor, and whole rows of tiles when that fits the budget.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.local = threading.local()
-        self.opened: list[Any] = []
-        self.lock = threading.Lock()
-
-    def dataset(self) -> Any:
-        ds = getattr(self.local, "ds", None)
-        if ds is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                # OVERVIEW_LEVEL=NONE: always the full-resolution pixels, never an overview.
-                ds = rasterio.open(self.path, OVERVIEW_LEVEL="NONE")
-            self.local.ds = ds
-            with self.lock:
-                self.opened.append(ds)
-        return ds
-
-    def close(self) -> None:
-        for ds in self.opened:
-            ds.close()
-
-
-def _strips(height: int, width: int, bands: int, itemsize: int, p_row: int) -> Iterator[tuple[int, int]]:
-    periods = max(1, STRIP_BYTES // max(1, p_row * width * bands * itemsize))
-    rows = p_row * periods
+    Aligned to the tiles, no tile is decoded twice; the GDAL block cache keeps
+    the boundary tiles otherwise.
+    """
+    row_bytes = max(1, width * bands * itemsize)
+    unit = math.lcm(p_row, block_rows) if block_rows > 1 else p_row
+    if unit * row_bytes > STRIP_BYTES:
+        unit = p_row
+    rows = unit * max(1, STRIP_BYTES // (unit * row_bytes))
     for row0 in range(0, height, rows):
         yield row0, min(rows, height - row0)
 
@@ -260,57 +242,65 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
     """
     workers = max(1, threads or os.cpu_count() or 1)
     fr, fc = plan.row_factor, plan.col_factor
-    reader = _Reader(src_path)
+    env = {**WRITE_ENV, "GDAL_NUM_THREADS": str(workers)}
     try:
-        with rasterio.Env(**WRITE_ENV):
-            src = reader.dataset()
-            bands, height, width = src.count, src.height, src.width
-            out_h = math.ceil(Fraction(height) / fr)
-            out_w = math.ceil(Fraction(width) / fc)
-            dtype = _output_dtype(src.dtypes[0], plan.sar_mode)
-            profile: dict[str, Any] = {"width": out_w, "height": out_h, "count": bands, "dtype": dtype,
-                                       "nodata": src.nodata if dtype == src.dtypes[0] else None,
-                                       **_creation_options(src, out_w, out_h, dtype)}
-            if src.crs is not None and not src.transform.is_identity:
-                profile.update(crs=src.crs, transform=scale_transform(src.transform, fr, fc))
-            rpcs = scale_rpc(src.rpcs, fr, fc) if src.rpcs is not None else None
+        with rasterio.Env(**env):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                dst = rasterio.open(dst_path, "w", **profile)
-            with dst:
-                _copy_metadata(src, dst, tags)
-                if rpcs is not None:
-                    dst.rpcs = rpcs
-                gcps, gcp_crs = src.gcps
-                if gcps:
-                    dst.gcps = (scale_gcps(gcps, fr, fc), gcp_crs)
-                _stream(reader, dst, plan, workers, bands, height, width, np.dtype(src.dtypes[0]).itemsize)
+                # OVERVIEW_LEVEL=NONE: always the full-resolution pixels, never an overview.
+                src = rasterio.open(src_path, OVERVIEW_LEVEL="NONE")
+            with src:
+                bands, height, width = src.count, src.height, src.width
+                out_h = math.ceil(Fraction(height) / fr)
+                out_w = math.ceil(Fraction(width) / fc)
+                dtype = _output_dtype(src.dtypes[0], plan.sar_mode)
+                profile: dict[str, Any] = {"width": out_w, "height": out_h, "count": bands, "dtype": dtype,
+                                           "nodata": src.nodata if dtype == src.dtypes[0] else None,
+                                           **_creation_options(src, out_w, out_h, dtype)}
+                if src.crs is not None and not src.transform.is_identity:
+                    profile.update(crs=src.crs, transform=scale_transform(src.transform, fr, fc))
+                rpcs = scale_rpc(src.rpcs, fr, fc) if src.rpcs is not None else None
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    dst = rasterio.open(dst_path, "w", **profile)
+                with dst:
+                    _copy_metadata(src, dst, tags)
+                    if rpcs is not None:
+                        dst.rpcs = rpcs
+                    gcps, gcp_crs = src.gcps
+                    if gcps:
+                        dst.gcps = (scale_gcps(gcps, fr, fc), gcp_crs)
+                    _stream(src, dst, plan, workers)
     except (rasterio.errors.RasterioError, OSError, MemoryError) as exc:
         raise OutputError(f"{src_path}: cannot write the degraded raster ({exc})") from exc
-    finally:
-        reader.close()
     return RasterOutput(dst_path, out_w, out_h, dtype, rpcs)
 
 
-def _stream(reader: _Reader, dst: Any, plan: DegradePlan, workers: int, bands: int, height: int, width: int,
-            itemsize: int) -> None:
+def _stream(src: Any, dst: Any, plan: DegradePlan, workers: int) -> None:
+    """Read strips on a reader thread (GDAL decodes tiles on all cores) while averaging the previous one.
+
+    At most two strips are held at once: the one being averaged and the one
+    being read.
+    """
     fr, fc = plan.row_factor, plan.col_factor
     p_row, q_row = fr.numerator, fr.denominator
-    nodata = reader.dataset().nodata
+    block_rows = int(src.block_shapes[0][0]) if src.block_shapes else 1
+    nodata = src.nodata  # read here: only the reader thread touches the source from now on
+    strips = list(_strips(src.height, src.width, src.count, np.dtype(src.dtypes[0]).itemsize, p_row, block_rows))
 
-    def work(row0: int, rows: int) -> tuple[int, np.ndarray]:
-        block = reader.dataset().read(window=Window(0, row0, width, rows))
-        out = area_average(block, (fr, fc), nodata=nodata, sar_mode=plan.sar_mode, threads=1)
-        return row0 // p_row * q_row, out
+    def read(strip: tuple[int, int]) -> np.ndarray:
+        row0, rows = strip
+        return src.read(window=Window(0, row0, src.width, rows))
 
-    in_flight: list[Future[tuple[int, np.ndarray]]] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rspolicy-degrade") as pool:
-        for row0, rows in _strips(height, width, bands, itemsize, p_row):
-            in_flight.append(pool.submit(work, row0, rows))
-            if len(in_flight) > workers:
-                _write(dst, in_flight.pop(0).result())
-        for future in in_flight:
-            _write(dst, future.result())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rspolicy-read") as reader:
+        pending: Future[np.ndarray] | None = reader.submit(read, strips[0]) if strips else None
+        for index, (row0, _rows) in enumerate(strips):
+            assert pending is not None
+            block = pending.result()
+            pending = reader.submit(read, strips[index + 1]) if index + 1 < len(strips) else None
+            out = area_average(block, (fr, fc), nodata=nodata, sar_mode=plan.sar_mode, threads=workers)
+            del block
+            _write(dst, (row0 // p_row * q_row, out))
 
 
 def _write(dst: Any, piece: tuple[int, np.ndarray]) -> None:
