@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import rasterio
 
 from rspolicy.policy import load_policy

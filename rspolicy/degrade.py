@@ -189,8 +189,9 @@ def _output_dtype(src_dtype: str, sar_mode: SarMode | None) -> str:
     return str(probe.dtype)
 
 
-def _creation_options(src: Any, width: int, height: int, dtype: str) -> dict[str, Any]:
-    opts: dict[str, Any] = {"driver": "GTiff", "BIGTIFF": "IF_SAFER", "NUM_THREADS": "ALL_CPUS"}
+def _creation_options(src: Any, width: int, height: int, dtype: str, workers: int) -> dict[str, Any]:
+    # An explicit thread count: compression (deflate is the slow half of a run) then uses every core.
+    opts: dict[str, Any] = {"driver": "GTiff", "BIGTIFF": "IF_SAFER", "num_threads": str(workers)}
     compression = src.compression.value.lower() if src.compression is not None else None
     if compression in ("deflate", "lzw", "zstd", "lzma", "packbits"):
         opts["compress"] = compression
@@ -242,7 +243,7 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
     """
     workers = max(1, threads or os.cpu_count() or 1)
     fr, fc = plan.row_factor, plan.col_factor
-    env = {**WRITE_ENV, "GDAL_NUM_THREADS": str(workers)}
+    env = dict(WRITE_ENV)
     try:
         with rasterio.Env(**env):
             with warnings.catch_warnings():
@@ -256,7 +257,7 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
                 dtype = _output_dtype(src.dtypes[0], plan.sar_mode)
                 profile: dict[str, Any] = {"width": out_w, "height": out_h, "count": bands, "dtype": dtype,
                                            "nodata": src.nodata if dtype == src.dtypes[0] else None,
-                                           **_creation_options(src, out_w, out_h, dtype)}
+                                           **_creation_options(src, out_w, out_h, dtype, workers)}
                 if src.crs is not None and not src.transform.is_identity:
                     profile.update(crs=src.crs, transform=scale_transform(src.transform, fr, fc))
                 rpcs = scale_rpc(src.rpcs, fr, fc) if src.rpcs is not None else None
@@ -290,7 +291,8 @@ def _stream(src: Any, dst: Any, plan: DegradePlan, workers: int) -> None:
 
     def read(strip: tuple[int, int]) -> np.ndarray:
         row0, rows = strip
-        return src.read(window=Window(0, row0, src.width, rows))
+        block: np.ndarray = src.read(window=Window(0, row0, src.width, rows))
+        return block
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rspolicy-read") as reader:
         pending: Future[np.ndarray] | None = reader.submit(read, strips[0]) if strips else None
