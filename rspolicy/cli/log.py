@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -151,7 +152,7 @@ def export_cmd(log_path: str | None, fmt: Literal["csv", "jsonl"], output: str, 
     records = audit.iter_records(_files([log_path]), **filters)
     try:
         if output == "-":
-            audit.export_records(records, fmt, click.get_text_stream("stdout"))
+            audit.export_records(records, fmt, sys.stdout)
         else:
             # newline="": the csv module writes its own line ends.
             with open(output, "w", encoding="utf-8", newline="") as out:
