@@ -75,11 +75,11 @@ import math
 import numbers
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -119,6 +119,10 @@ _STACK_MAX_P: Final = 32
 _GROUP_OUT: Final = 16
 # Input rows converted at once when one output row needs many input rows.
 _ROW_CHUNK: Final = 64
+# OpenBLAS runs a gemm on its own threads once m*n*k reaches 4 * 65536;
+# inside our worker threads that would oversubscribe the cores, so every
+# matmul is cut below it.
+_BLAS_MNK: Final = 1 << 18
 # Below this many input pixels a thread pool costs more than it saves.
 _INLINE_PIXELS: Final = 1 << 18
 
@@ -588,6 +592,11 @@ def _exact_in(mantissa: int, maxabs: float, total_weight: int) -> bool:
 # --------------------------------------------------------------------------
 
 
+def _blas_step(matrix_size: int, n: int) -> int:
+    """How much of a dimension of length ``n`` one matmul may take (see ``_BLAS_MNK``)."""
+    return max(1, min(n, (_BLAS_MNK - 1) // matrix_size))
+
+
 class _Workspace:
     """Per-thread scratch arrays, reused from unit to unit.
 
@@ -614,7 +623,7 @@ _F64: Final = np.dtype(np.float64)
 # Factor-2 fast path for 8- and 16-bit integers: two pixels in one wider
 # word, split into two lanes by mask and shift, so the 2x2 sums are formed
 # with integer adds on whole words. {itemsize: (word, low mask, shift, bias)}
-_SWAR: Final = {
+_SWAR: Final[dict[int, tuple[np.dtype[Any], int, int, int]]] = {
     1: (np.dtype(np.uint16), 0x00FF, 8, 0x8080),
     2: (np.dtype(np.uint32), 0x0000FFFF, 16, 0x80008000),
 }
@@ -655,7 +664,7 @@ class _Kernel:
         self.int_out = self.out_dtype.kind in "iu"
 
         total = self.rows.max_weight * col_axis.max_weight
-        self.acc = _F64
+        self.acc: np.dtype[Any] = _F64
         self.exact = not self.int_out
         self.dynamic_maxabs = 0.0
         self.total_weight = total
@@ -754,7 +763,7 @@ class _Kernel:
         if self.swar is not None and unit.stack and not invalid:
             self._swar(src, unit, out, ws)
             return
-        acc = self.acc
+        acc: np.dtype[Any] = self.acc
         if self.dynamic_maxabs and _exact_in(24, float(max(-int(src.min()), int(src.max()))), self.total_weight):
             acc = _F32
         self._general(src, valid, invalid, unit, self.cols, out, acc, ws)
@@ -835,23 +844,27 @@ class _Kernel:
             y = ws.get(name, (k * q, width), acc)
             yr = y.reshape(k, q, width)
             for g in self.row_groups:
-                np.matmul(g.mat(acc), xr[:, g.i0 : g.i1], out=yr[:, g.j0 : g.j1])
+                mat = g.mat(acc)
+                step = _blas_step(mat.size, width)
+                for c0 in range(0, width, step):
+                    c1 = c0 + step
+                    np.matmul(mat, xr[:, g.i0 : g.i1, c0:c1], out=yr[:, g.j0 : g.j1, c0:c1])
             return y
         y = ws.get(name, (unit.o1 - unit.o0, width), acc)
         for g in unit.groups:
             mat = g.mat(acc)
             n = g.i1 - g.i0
-            if n <= _ROW_CHUNK:
-                np.matmul(mat, x[g.i0 : g.i1], out=y[g.j0 : g.j1])
-                continue
-            # Many input rows per output row (large integer factors): add up
-            # partial products chunk by chunk rather than one huge matmul.
-            part = ws.get(name + "c", (g.j1 - g.j0, width), acc)
-            for c0 in range(0, n, _ROW_CHUNK):
-                c1 = min(c0 + _ROW_CHUNK, n)
-                target = y[g.j0 : g.j1] if c0 == 0 else part
-                np.matmul(mat[:, c0:c1], x[g.i0 + c0 : g.i0 + c1], out=target)
-                if c0:
+            # Many input rows per output row (large factors): partial products
+            # of row chunks are added up rather than one huge matmul.
+            part = ws.get(name + "c", (g.j1 - g.j0, width), acc) if n > _ROW_CHUNK else None
+            for r0 in range(0, n, _ROW_CHUNK):
+                r1 = min(r0 + _ROW_CHUNK, n)
+                target = y[g.j0 : g.j1] if part is None or r0 == 0 else part
+                step = _blas_step((r1 - r0) * (g.j1 - g.j0), width)
+                for c0 in range(0, width, step):
+                    c1 = c0 + step
+                    np.matmul(mat[:, r0:r1], x[g.i0 + r0 : g.i0 + r1, c0:c1], out=target[:, c0:c1])
+                if target is part:
                     y[g.j0 : g.j1] += part
         return y
 
@@ -875,12 +888,18 @@ class _Kernel:
                     np.copyto(sc, terms[0])
                 else:
                     np.add(terms[0], terms[1], out=sc)
-                    for t in terms[2:]:
-                        sc += t
+                    for term in terms[2:]:
+                        sc += term
             else:
                 sc = s[:, : n * qw].reshape(h, n, qw)
                 for g in cols.periodic:
-                    np.matmul(yc[:, :, g.i0 : g.i1], g.mat(acc), out=sc[:, :, g.j0 : g.j1])
+                    # One gemm per row (numpy loops over the leading axis), so
+                    # a row's result does not depend on how many rows there are.
+                    mat = g.mat(acc)
+                    step = _blas_step(mat.size, n)
+                    for k0 in range(0, n, step):
+                        k1 = k0 + step
+                        np.matmul(yc[:, k0:k1, g.i0 : g.i1], mat, out=sc[:, k0:k1, g.j0 : g.j1])
         if cols.tail is not None:
             region = y[:, n * p * lanes :]
             dest = s[:, n * q * out_lanes :]
@@ -913,10 +932,7 @@ class _Kernel:
             np.divide(s3, d[..., None], out=s3, where=~empty[..., None])
         if self.mode == "amplitude":
             np.sqrt(s, out=s)
-        if out.dtype.kind == "c":
-            target = out.view(np.dtype(out.dtype.char.lower()))
-        else:
-            target = out
+        target = out.view(np.dtype(out.dtype.char.lower())) if out.dtype.kind == "c" else out
         if self.int_out:
             np.rint(s, out=s)
             if not self.exact or self.mode == "amplitude":
@@ -1022,7 +1038,7 @@ def _check_array(array: ArrayLike) -> tuple[_A, _A | None]:
     masked = np.ma.isMaskedArray(array)
     if masked:
         data = np.asarray(np.ma.getdata(array))
-        bad = np.ma.getmaskarray(array)
+        bad = np.ma.getmaskarray(cast(Any, array))
         valid: _A | None = np.logical_not(bad)
     else:
         try:
@@ -1056,12 +1072,13 @@ def _check_nodata(nodata: object, dtype: np.dtype[Any]) -> float | None:
     if isinstance(nodata, bool | np.bool_) or not isinstance(nodata, numbers.Number):
         raise ResampleError(f"nodata must be a number or None, got {nodata!r}")
     if dtype.kind in "iu":
-        if not isinstance(nodata, numbers.Real) or not math.isfinite(float(nodata)) or float(nodata) != int(nodata):
+        value = float(nodata) if isinstance(nodata, numbers.Real) else math.nan
+        if not value.is_integer():
             raise ResampleError(f"nodata {nodata!r} is not an integer, so it cannot occur in a {dtype} raster")
         info = np.iinfo(dtype)
-        if not info.min <= int(nodata) <= info.max:
+        if not info.min <= value <= info.max:
             raise ResampleError(f"nodata {nodata!r} is outside the range of {dtype}")
-        return float(int(nodata))
+        return value
     if not isinstance(nodata, numbers.Real):
         raise ResampleError(f"nodata must be a real number (as in GDAL), got {nodata!r}")
     return float(nodata)
@@ -1169,7 +1186,7 @@ def area_average(
     if valid is not None and valid.all():
         valid = None  # nothing hidden: no per-unit checks, and no nodata needed
     if valid is not None and value is None and kind in "iu":
-        raise ResampleError("an integer raster with a mask needs nodata, the value for output pixels with no valid input")
+        raise ResampleError("an integer raster with a mask needs nodata, to mark output pixels with no valid input")
 
     flat = data[None] if data.ndim == 2 else data
     if valid is not None:

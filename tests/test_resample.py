@@ -194,7 +194,7 @@ def test_integer_mean_correctly_rounded(dtype: Any, data: st.DataObject, fr: Fra
     np.testing.assert_array_equal(out.astype(np.int64), ref_int(a, fr, fc))
 
 
-@pytest.mark.parametrize("dtype", FLOAT_DTYPES + [np.float16])
+@pytest.mark.parametrize("dtype", [*FLOAT_DTYPES, np.float16])
 @given(data=st.data(), fr=axis_factors, fc=axis_factors)
 @SETTINGS
 def test_float_mean_within_rounding(dtype: Any, data: st.DataObject, fr: Fraction, fc: Fraction) -> None:
