@@ -1011,6 +1011,16 @@ def _tail(fd: int, size: int) -> tuple[bytes | None, int]:
     return os.pread(fd, last_nl - start, start), last_nl + 1
 
 
+def _last_line(path: Path) -> bytes | None:
+    """The last complete line of a log file, or None when it has none."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        last, _ = _tail(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    return last
+
+
 def _first_line(fd: int) -> bytes | None:
     buf = b""
     while True:
@@ -1271,11 +1281,7 @@ class AuditLog:
     def _tip_before_file(self) -> _Tip:
         """The tip when the active file is empty: the newest rotated file's head, or genesis."""
         for path in reversed(_rotated_files(self.path)):
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                last, _ = _tail(fd, os.fstat(fd).st_size)
-            finally:
-                os.close(fd)
+            last = _last_line(path)
             if last is not None:
                 return self._tip_from(last, path)
         return _Tip(0, GENESIS, new_decision_id())
@@ -1381,11 +1387,7 @@ class AuditLog:
         try:
             with _shared_lock([self.path]):
                 for path in reversed(self.files()):
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        last, _ = _tail(fd, os.fstat(fd).st_size)
-                    finally:
-                        os.close(fd)
+                    last = _last_line(path)
                     if last is not None:
                         return self._head_of(last, path)
         except OSError as exc:

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -51,9 +51,6 @@ WRITE_ENV: dict[str, Any] = {"GDAL_PAM_ENABLED": "NO", "GDAL_CACHEMAX": 128, "GD
 
 _X_FIELD = re.compile(r"width|horizontal", re.I)
 _Y_FIELD = re.compile(r"height|vertical", re.I)
-
-OutputFormat = Literal["gtiff", "cog"]
-
 
 @dataclass(frozen=True)
 class DegradePlan:
@@ -87,11 +84,6 @@ class DegradePlan:
     def output_y_m(self) -> float:
         """Output ground spacing along rows (>= target)."""
         return self.spacing_y_m * float(self.row_factor)
-
-    @property
-    def min_factor(self) -> Fraction:
-        """The smaller factor: what a scalar resolution field is multiplied by."""
-        return min(self.row_factor, self.col_factor)
 
 
 def raster_spacings(path: Path) -> list[Spacing]:

@@ -19,7 +19,6 @@ packages holding the released and degraded members only.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import tempfile
@@ -40,7 +39,6 @@ from rspolicy.model import Action, Decision, ProductEvidence
 from rspolicy.policy import Policy
 from rspolicy.readers.discover import (
     HDF5_SUFFIXES,
-    RPC_SUFFIXES,
     Skipped,
     from_single_file,
     group_files,
@@ -50,6 +48,7 @@ from rspolicy.readers.discover import (
 )
 from rspolicy.readers.filename import product_stem
 from rspolicy.readers.package import is_package, opened_package, write_package
+from rspolicy.records import sha256_file
 from rspolicy.screen import decide
 from rspolicy.sidecars import GridChange, rewrite_sidecar
 
@@ -184,7 +183,7 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
         name = sidecar.name.lower()
         if name.endswith(".xml") and rewrite_sidecar(sidecar, dest, change):
             staged.append(dest)
-        elif name.endswith(RPC_SUFFIXES) and written.rpcs is not None and name.endswith(".rpb"):
+        elif name.endswith(".rpb") and written.rpcs is not None:
             dest.write_text(rpb_text(written.rpcs), encoding="ascii")
             staged.append(dest)
         else:
@@ -247,11 +246,6 @@ def _process(decision: Decision, opts: EnforceOptions, rel: Callable[[Path], Pat
                                           f"({exc.strerror or exc}); nothing was written"))
 
 
-def _digest(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Commit:
     """Move staged files into place; ``written`` remembers this run's files.
 
@@ -261,7 +255,7 @@ def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Commit:
     def commit(staged: list[Path], stage: Path) -> list[OutputFile]:
         finals = [opts.outdir / p.relative_to(stage) for p in staged]
         sizes = [p.stat().st_size for p in staged]
-        digests = [_digest(p) for p in staged]
+        digests = [sha256_file(p) for p in staged]
         for final, digest in zip(finals, digests, strict=True):
             if final in written and written[final] != digest:
                 raise OutputError(f"{final}: a sidecar shared with another product was already written with "
@@ -367,7 +361,7 @@ def _enforce_package(path: Path, display: str, dest: Path, opts: EnforceOptions,
                     target = package_stage / f.relative_to(stage)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     kept.append(OutputFile(f"{dest}!{target.relative_to(package_stage).as_posix()}",
-                                           f.stat().st_size, _digest(f)))
+                                           f.stat().st_size, sha256_file(f)))
                     os.replace(f, target)
                 return kept
 

@@ -25,8 +25,6 @@ import rspolicy
 from rspolicy.audit import utc_timestamp
 from rspolicy.model import Decision, Fact, Scalar
 
-_CHUNK = 8 * 1024 * 1024
-
 
 @dataclass(frozen=True)
 class Requester:
@@ -51,13 +49,15 @@ def _os_user() -> str:
         return f"uid:{os.getuid()}"
 
 
-def file_digest(path: Path, label: str | None = None) -> dict[str, Any]:
-    """Name, size and sha256 of one file (streamed: no file is held in memory)."""
-    digest = hashlib.sha256()
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, streamed: no file is held in memory."""
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return {"path": label or os.fspath(path), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def file_digest(path: Path, label: str | None = None) -> dict[str, Any]:
+    """Name, size and sha256 of one file."""
+    return {"path": label or os.fspath(path), "size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _json_value(value: Scalar) -> Scalar:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from rspolicy.audit import new_decision_id
 from rspolicy.classify import classify
-from rspolicy.model import Action, Decision, Evidence, Fact, ProductClass, ProductEvidence
+from rspolicy.model import Action, Decision, Fact, ProductClass, ProductEvidence
 from rspolicy.policy import Outcome, Policy, evaluate, load_policy
 from rspolicy.readers.discover import Skipped, iter_products
 from rspolicy.resolution import resolve
@@ -155,7 +155,3 @@ def screen(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     loaded = policy if isinstance(policy, Policy) else load_policy(policy)
     return [d for d in iter_screen(paths, loaded) if isinstance(d, Decision)]
 
-
-def class_evidence(decision: Decision) -> tuple[Evidence, ...]:
-    """The class hints behind a decision, for explanations."""
-    return tuple(e for e in decision.evidence if e.fact is Fact.CLASS_HINT)
