@@ -15,19 +15,12 @@ from rspolicy.model import Evidence, Fact, ProductClass, Strength
 from rspolicy.readers.cbers import is_cbers_root, read_cbers_sidecar
 from rspolicy.samples.cbers import cbers_name, write_cbers_prdf
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real_metadata"
+from .conftest import real_file as real
+from .conftest import values
+
 NS = "http://www.gisplan.com.br/xmlsat"
 
 
-def real(name: str) -> Path:
-    path = REAL / name
-    if not path.exists():
-        pytest.skip(f"real sidecar {path} not available (needs the shared real_metadata folder)")
-    return path
-
-
-def values(evidence: list[Evidence], fact: Fact) -> list[object]:
-    return [e.value for e in evidence if e.fact is fact]
 
 
 def hint(evidence: list[Evidence]) -> Evidence:

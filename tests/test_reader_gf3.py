@@ -16,20 +16,13 @@ from rspolicy.model import Evidence, Fact, ProductClass, Strength
 from rspolicy.readers.gf3_sar import canonical_gf3_name, is_gf3_root, read_gf3_sidecar
 from rspolicy.samples.gf3 import gf3_names, write_gf3_meta
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real_metadata"
+from .conftest import REAL_METADATA, values
+from .conftest import real_file as real
+
 FSI = "gf3_fsi_hhhv_l2_meta.xml"
 UFS = "gf3_ufs_dh_l2_meta_excerpt.xml"
 
 
-def real(name: str) -> Path:
-    path = REAL / name
-    if not path.exists():
-        pytest.skip(f"real sidecar {path} not available (needs the shared real_metadata folder)")
-    return path
-
-
-def values(evidence: list[Evidence], fact: Fact) -> list[object]:
-    return [e.value for e in evidence if e.fact is fact]
 
 
 def at(evidence: list[Evidence], fact: Fact, field: str) -> Evidence:
@@ -282,7 +275,7 @@ def test_other_product_sidecars_are_not_gf3(tmp_path: Path) -> None:
     path = write_gf3_meta(tmp_path / "gf2.meta.xml", satellite="GF2")
     with pytest.raises(ProductReadError, match="not a GF-3"):
         read_gf3_sidecar(path, "gf2")
-    cbers = REAL / "cbers4_pan5m_l2_band1_inpe.xml"
+    cbers = REAL_METADATA / "cbers4_pan5m_l2_band1_inpe.xml"
     if cbers.exists():
         with pytest.raises(ProductReadError, match="not a GF-3"):
             read_gf3_sidecar(cbers, "cbers")
