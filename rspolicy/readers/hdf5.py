@@ -29,7 +29,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from rspolicy.errors import ProductReadError
@@ -357,6 +356,8 @@ def _wanted(norm: str) -> bool:
 
 
 def _read_contents(h5: Any) -> _Contents:
+    import h5py  # noqa: PLC0415  (h5py costs a twentieth of a second to import; only HDF5 products need it)
+
     attrs: dict[str, _Attr] = {}
     unreadable: list[str] = []
     for key in h5.attrs:
@@ -426,6 +427,8 @@ def read_hdf5(path: Path, source: str) -> list[Evidence]:
     try:
         # Delivery media are often read-only or network mounts where HDF5's
         # file locking fails; a reader never needs the lock.
+        import h5py  # noqa: PLC0415  (see _read_contents)
+
         with h5py.File(path, "r", locking=False) as h5:
             contents = _read_contents(h5)
     except _H5_ERRORS as exc:
