@@ -18,20 +18,20 @@ packages holding the released and degraded members only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import rasterio
-from rasterio import shutil as rio_shutil
-
 import rspolicy
+from rspolicy.cog import write_cog
 from rspolicy.degrade import DegradePlan, degrade_raster, plan_degrade
 from rspolicy.errors import OutputError, ProductReadError, RSPolicyError
 from rspolicy.georef import rpb_text
@@ -48,7 +48,7 @@ from rspolicy.readers.discover import (
 )
 from rspolicy.readers.filename import product_stem
 from rspolicy.readers.package import is_package, opened_package, write_package
-from rspolicy.records import sha256_file
+from rspolicy.records import file_digest, sha256_file
 from rspolicy.screen import decide
 from rspolicy.sidecars import GridChange, rewrite_sidecar
 
@@ -82,8 +82,8 @@ class EnforceOptions:
 
 
 @dataclass(frozen=True)
-class OutputFile:
-    """One file written."""
+class FileDigest:
+    """One file read or written: its path (inside a package: ``package!member``), size and sha256."""
 
     path: str
     size: int
@@ -102,6 +102,9 @@ class Outcome:
     outputs
         Files written: final paths (inside a package: ``package!member``),
         sizes and sha256 digests.
+    inputs
+        The product's files as read, labelled as in the decision, hashed
+        while the product was processed (empty when nothing was processed).
     output_gsd_m
         The ground resolution of what was written (the re-screen's finding).
     notes
@@ -109,9 +112,10 @@ class Outcome:
     """
 
     decision: Decision
-    outputs: tuple[OutputFile, ...] = ()
+    outputs: tuple[FileDigest, ...] = ()
     output_gsd_m: float | None = None
     notes: tuple[str, ...] = ()
+    inputs: tuple[FileDigest, ...] = ()
 
 
 def _blocked(decision: Decision, reason: str) -> Decision:
@@ -170,9 +174,10 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
     image = stage / rel(product.raster)
     image.parent.mkdir(parents=True, exist_ok=True)
     written = degrade_raster(product.raster, image.with_name(image.name + ".part"), plan,
-                             tags=_provenance(decision, plan), threads=opts.threads)
+                             tags=_provenance(decision, plan), threads=opts.threads,
+                             intermediate=opts.output_format == "cog")
     if opts.output_format == "cog":
-        _to_cog(written.path, image)
+        write_cog(written.path, image, sar_mode=plan.sar_mode, threads=opts.threads)
         written.path.unlink()
     else:
         written.path.rename(image)
@@ -196,20 +201,6 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
     return staged, notes
 
 
-def _to_cog(src: Path, dst: Path) -> None:
-    """A Cloud Optimized GeoTIFF copy of ``src``.
-
-    The overviews are computed by GDAL's ``AVERAGE`` over exact halvings of the
-    already-degraded grid, which for factor-2 levels is the same area average.
-    """
-    try:
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"):
-            rio_shutil.copy(src, dst, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="AVERAGE",
-                            BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
-    except rasterio.errors.RasterioError as exc:
-        raise OutputError(f"{dst}: cannot write a COG ({exc})") from exc
-
-
 def _rescreen(staged: list[Path], stage: Path, policy: Policy) -> Decision:
     """Screen the staged copy as a recipient would."""
     products, _ = group_files(staged, lambda p: os.fspath(p.relative_to(stage)))
@@ -218,14 +209,34 @@ def _rescreen(staged: list[Path], stage: Path, policy: Policy) -> Decision:
     return decide(read_product(products[0], lambda p: os.fspath(p.relative_to(stage))), policy)
 
 
-Commit = Callable[[list[Path], Path], list[OutputFile]]
+Commit = Callable[[list[Path], Path], list[FileDigest]]
 
 
 def _process(decision: Decision, opts: EnforceOptions, rel: Callable[[Path], Path], commit: Commit) -> Outcome:
-    """Act on one decision: stage, re-screen, commit."""
+    """Act on one decision: stage, re-screen, commit.
+
+    The input files are hashed for the audit record on a thread of their own
+    while the product is degraded: a second pass over a large input after
+    the degrading would add its whole read time to the run.
+    """
     product = decision.product
     if decision.action is Action.BLOCK or product is None or product.raster is None:
         return Outcome(decision)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rspolicy-digest") as hasher:
+        hashed = hasher.submit(_input_digests, product)
+        outcome = _act(decision, product, opts, rel, commit)
+        with contextlib.suppress(OSError):
+            outcome = dataclasses.replace(outcome, inputs=hashed.result())
+    return outcome
+
+
+def _input_digests(product: ProductEvidence) -> tuple[FileDigest, ...]:
+    return tuple(FileDigest(d["path"], d["size"], d["sha256"])
+                 for d in (file_digest(f, product.label(i)) for i, f in enumerate(product.files) if f.is_file()))
+
+
+def _act(decision: Decision, product: ProductEvidence, opts: EnforceOptions, rel: Callable[[Path], Path],
+         commit: Commit) -> Outcome:
     try:
         with _stage(opts.outdir) as stage:
             if decision.action is Action.ALLOW:
@@ -252,7 +263,7 @@ def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Commit:
     GF-3 polarisations share one ``.meta.xml``: the second product may find it
     written already, which is fine when the bytes are the same.
     """
-    def commit(staged: list[Path], stage: Path) -> list[OutputFile]:
+    def commit(staged: list[Path], stage: Path) -> list[FileDigest]:
         finals = [opts.outdir / p.relative_to(stage) for p in staged]
         sizes = [p.stat().st_size for p in staged]
         digests = [sha256_file(p) for p in staged]
@@ -269,7 +280,7 @@ def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Commit:
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
             written[dst] = digest
-        return [OutputFile(os.fspath(f), size, digest) for f, size, digest in zip(finals, sizes, digests, strict=True)]
+        return [FileDigest(os.fspath(f), size, digest) for f, size, digest in zip(finals, sizes, digests, strict=True)]
 
     return commit
 
@@ -355,12 +366,12 @@ def _enforce_package(path: Path, display: str, dest: Path, opts: EnforceOptions,
                 return
             released: list[tuple[Path, Outcome]] = []  # members are logged once the package is written
 
-            def keep(staged: list[Path], stage: Path) -> list[OutputFile]:
+            def keep(staged: list[Path], stage: Path) -> list[FileDigest]:
                 kept = []
                 for f in staged:
                     target = package_stage / f.relative_to(stage)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    kept.append(OutputFile(f"{dest}!{target.relative_to(package_stage).as_posix()}",
+                    kept.append(FileDigest(f"{dest}!{target.relative_to(package_stage).as_posix()}",
                                            f.stat().st_size, sha256_file(f)))
                     os.replace(f, target)
                 return kept

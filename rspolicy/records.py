@@ -68,7 +68,7 @@ def _json_value(value: Scalar) -> Scalar:
 
 def decision_record(decision: Decision, requester: Requester, *, command: str,
                     outputs: Sequence[Mapping[str, Any]] = (), output_gsd_m: float | None = None,
-                    notes: Iterable[str] = ()) -> dict[str, Any]:
+                    notes: Iterable[str] = (), inputs: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The audit record of one decision.
 
     Parameters
@@ -85,10 +85,17 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
         Resolution of what was written, from its re-screen.
     notes
         Anything else that happened.
+    inputs
+        The input files' ``path`` (as labelled in the decision), ``size`` and
+        ``sha256`` when the caller has hashed them already; otherwise they are
+        hashed here.
     """
     product = decision.product
-    files = ([file_digest(f, product.label(i)) for i, f in enumerate(product.files) if f.is_file()]
-             if product is not None else [])
+    if inputs:
+        files = [dict(i) for i in inputs]
+    else:
+        files = ([file_digest(f, product.label(i)) for i, f in enumerate(product.files) if f.is_file()]
+                 if product is not None else [])
     first = product.first if product is not None else (lambda _fact: None)
     record: dict[str, Any] = {
         "decision_id": decision.decision_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,20 @@ def test_enforce_logs_every_decision(tmp_path: Path) -> None:
     assert all("!" in f["path"] for f in member["input"]["files"])  # package members named, not temp paths
     verify = invoke("log", "verify", str(log))
     assert verify.exit_code == 0 and "15 records" in verify.stdout
+
+
+def test_enforce_records_the_inputs_as_screen_does(tmp_path: Path) -> None:
+    """enforce hashes its inputs while it degrades; the record must name and hash them as screen's does."""
+    product = SAMPLE_DATA / "svn1_pan_0.3m"
+    invoke("enforce", str(product), "-o", str(tmp_path / "out"), "--log", str(tmp_path / "enforce.jsonl"))
+    invoke("screen", str(product), "--log", str(tmp_path / "screen.jsonl"))
+    [enforced], [screened] = read_log(tmp_path / "enforce.jsonl"), read_log(tmp_path / "screen.jsonl")
+    assert enforced["result"]["action"] == "resample"
+    assert enforced["input"]["files"] == screened["input"]["files"]
+    assert len(enforced["input"]["files"]) == 2
+    for f in enforced["input"]["files"]:
+        data = Path(f["path"]).read_bytes()
+        assert f["size"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_enforce_logs_to_the_state_directory_by_default(tmp_path: Path) -> None:

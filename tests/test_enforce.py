@@ -236,10 +236,17 @@ def test_package_in_package_out(tmp_path: Path) -> None:
 
 def test_cog_output(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    before = tree(SAMPLE_DATA)
     assert run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out), "--format", "cog").exit_code == 3
     with rasterio.open(next(out.glob("*.tiff"))) as d:
         assert d.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert d.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "2"  # integer amplitude
         assert d.res == (1.0, 1.0)
+        assert "amplitude" in d.tags()["RSPOLICY_RESAMPLING"] and d.tags()["RSPOLICY_DECISION_ID"]
+    # the image, its sidecar, and nothing else: no .part, no temporary folder, no .aux.xml
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 2 and names[0].endswith(".meta.xml") and names[1].endswith(".tiff")
+    assert tree(SAMPLE_DATA) == before
 
 
 def test_hdf5_needing_resample_is_blocked(tmp_path: Path) -> None:

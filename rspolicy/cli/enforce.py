@@ -58,7 +58,8 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     def report(outcome: Outcome) -> None:
         log.append(decision_record(outcome.decision, requester, command="enforce",
                                    outputs=[o.__dict__ for o in outcome.outputs],
-                                   output_gsd_m=outcome.output_gsd_m, notes=outcome.notes))
+                                   output_gsd_m=outcome.output_gsd_m, notes=outcome.notes,
+                                   inputs=[i.__dict__ for i in outcome.inputs]))
         if as_json:
             echo_json({**outcome.decision.to_dict(), "outputs": [o.path for o in outcome.outputs],
                        "output_gsd_m": outcome.output_gsd_m, "notes": list(outcome.notes)})
