@@ -41,6 +41,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import file_to_file  # the sibling script: the file-to-file table
 
 from rspolicy.resample import area_average, as_fraction, output_shape
 
@@ -252,23 +255,14 @@ def run_case(case: Case, repeat: int, crop: int) -> list[Row]:
     return rows
 
 
-def file_cases(args: argparse.Namespace) -> list[Row]:
-    """File-to-file rows: rspolicy enforce against gdalwarp / gdal_translate.
-
-    Hook for the lead: write the generated scenes to GeoTIFF, time
-    ``rspolicy enforce`` and ``gdalwarp -r average -tr ...`` (and
-    ``gdal_translate -r average -outsize``) on them, and return one
-    :class:`Row` per (case, tool). Returns nothing until then.
-    """
-    return []
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10000, help="PAN side in pixels (MS is half, SAR 0.8 of it)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per method, best kept")
     parser.add_argument("--crop", type=int, default=600, help="side of the crop checked against float64")
     parser.add_argument("--only", default="", help="run only cases whose name contains this")
+    parser.add_argument("--no-files", action="store_true", help="skip the file-to-file table")
+    parser.add_argument("--big", action="store_true", help="file to file: also a 30000^2 scene (peak RSS)")
     args = parser.parse_args(argv)
     if cv2 is not None:
         cv2.setNumThreads(THREADS)
@@ -299,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row.case:36s} {row.method:26s} {row.mps:8.0f} {row.ratio:7.2f} {err:>9s} {temp:>8s}  {row.note}",
                   flush=True)
         print()
-    for row in file_cases(args):
-        rows.append(row)
-        print(f"{row.case:36s} {row.method:26s} {row.mps:8.0f} {row.ratio:7.2f}")
+    if not args.no_files:
+        print("# file to file (benchmarks/file_to_file.py): wall time of whole commands, best of --repeat")
+        file_to_file.print_table(file_to_file.run_cases(args.size, args.repeat, big=args.big))
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
