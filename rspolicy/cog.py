@@ -48,7 +48,7 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from rspolicy.degrade import WRITE_ENV, read_ahead
+from rspolicy.degrade import GDAL_ENV, read_ahead
 from rspolicy.errors import OutputError, ResampleError
 from rspolicy.resample import SarMode, area_average
 
@@ -68,7 +68,7 @@ TMP_PREFIX: Final = ".rspolicy-cog-"
 # it must hold one row of source tiles plus the partly written tile rows of
 # the levels of one pass (about 110 MB for an 18000-pixel-wide complex
 # image): a tile evicted half written is compressed at every later write to it.
-_ENV: Final[dict[str, Any]] = {"GDAL_PAM_ENABLED": WRITE_ENV["GDAL_PAM_ENABLED"], "GDAL_CACHEMAX": 128 * 1024 * 1024}
+_ENV: Final[dict[str, Any]] = {**GDAL_ENV, "GDAL_CACHEMAX": 128 * 1024 * 1024}
 
 # Temporary level files: small tiles keep the partly written tile rows in the
 # block cache small; fast compression, since the COG driver re-encodes them.

@@ -49,12 +49,15 @@ FACTOR_MAX_DENOMINATOR = 64
 #: stays far below the 600 MB budget even on a 30000 x 30000 scene.
 STRIP_BYTES = 24 * 1024 * 1024
 
-#: GDAL settings while degrading: no side files, a small block cache (reads
+#: GDAL settings while degrading: no side files; a small block cache (reads
 #: and writes are whole rows of blocks, so the cache holds little; measured:
-#: 32 MB is as fast as 128 MB and keeps 100 MB off the peak). rasterio hands an
-#: integer GDAL_CACHEMAX to GDALSetCacheMax64, in bytes, not megabytes.
-WRITE_ENV: dict[str, Any] = {"GDAL_PAM_ENABLED": "NO", "GDAL_CACHEMAX": 32 * 1024 * 1024,
-                             "GDAL_TIFF_INTERNAL_MASK": True}
+#: 32 MB is as fast as 128 MB and keeps 100 MB off the peak; rasterio hands an
+#: integer GDAL_CACHEMAX to GDALSetCacheMax64, in bytes, not megabytes);
+#: uncompressed sources read straight into the array rather than block by block
+#: through the cache (GTIFF_DIRECT_IO: measured 0.06 s instead of 0.44 s for a
+#: 200 MB scene of one-row strips; compressed files ignore it).
+GDAL_ENV: dict[str, Any] = {"GDAL_PAM_ENABLED": "NO", "GDAL_CACHEMAX": 32 * 1024 * 1024,
+                            "GDAL_TIFF_INTERNAL_MASK": True, "GTIFF_DIRECT_IO": "YES"}
 
 _X_FIELD = re.compile(r"width|horizontal", re.I)
 _Y_FIELD = re.compile(r"height|vertical", re.I)
@@ -275,7 +278,7 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
     """
     workers = max(1, threads or os.cpu_count() or 1)
     fr, fc = plan.row_factor, plan.col_factor
-    env = dict(WRITE_ENV)
+    env = dict(GDAL_ENV)
     try:
         with rasterio.Env(**env):
             with warnings.catch_warnings():
