@@ -49,6 +49,12 @@ FACTOR_MAX_DENOMINATOR = 64
 #: stays far below the 600 MB budget even on a 30000 x 30000 scene.
 STRIP_BYTES = 24 * 1024 * 1024
 
+#: Largest chunk when one row of the source's blocks exceeds ``STRIP_BYTES``
+#: (a 30000-pixel-wide complex64 image in 512-row tiles: 123 MB). Two chunks
+#: in flight stay well inside the 600 MB budget; beyond this, chunks stop
+#: being block-aligned and GDAL decodes a block once per chunk that cuts it.
+MAX_CHUNK_BYTES = 160 * 1024 * 1024
+
 #: GDAL settings while degrading: no side files; a small block cache (reads
 #: and writes are whole rows of blocks, so the cache holds little; measured:
 #: 32 MB is as fast as 128 MB and keeps 100 MB off the peak; rasterio hands an
@@ -218,7 +224,7 @@ def _chunks(height: int, width: int, bands: int, itemsize: int, block_rows: int)
     """
     row_bytes = max(1, width * bands * itemsize)
     unit = max(1, block_rows)
-    if unit * row_bytes > 4 * STRIP_BYTES:
+    if unit * row_bytes > MAX_CHUNK_BYTES:
         unit = 1  # one block row alone would break the memory budget (e.g. a single-strip file)
     rows = unit * max(1, STRIP_BYTES // (unit * row_bytes))
     for row0 in range(0, height, rows):

@@ -91,6 +91,18 @@ def test_streamed_output_equals_whole_array_kernel(tmp_path: Path, monkeypatch: 
     assert all(row0 % block_rows == 0 for row0, _ in reads)  # block-aligned: no block decoded twice
 
 
+def test_block_rows_too_big_for_memory_are_read_in_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src.tif"
+    pixels = _scene(src, 700, 300, bands=2, block=64, compress="deflate")
+    monkeypatch.setattr(degrade, "STRIP_BYTES", 10_000)
+    monkeypatch.setattr(degrade, "MAX_CHUNK_BYTES", 50_000)  # one row of tiles is 76800 bytes
+    windows = list(degrade._chunks(700, 300, 2, 2, 64))
+    assert {rows for _, rows in windows[:-1]} == {8}  # 10000 // 1200 rows, not whole tile rows
+    out = degrade_raster(src, tmp_path / "out.tif", _plan(Fraction(5, 3), Fraction(7, 4)), tags={})
+    with rasterio.open(out.path) as dst:
+        np.testing.assert_array_equal(dst.read(), area_average(pixels, (Fraction(5, 3), Fraction(7, 4))))
+
+
 def test_writes_are_whole_rows_of_output_tiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src.tif"
     pixels = _scene(src, 1800, 900, bands=1, block=64, compress="deflate")
