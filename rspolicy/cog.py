@@ -9,9 +9,9 @@ level itself and hands them to the COG driver ready made:
    kernel's grid of ``ceil(n / 2)`` pixels per axis (an edge pixel averages
    only what it covers), until a level fits in one ``BLOCKSIZE`` tile, the
    COG driver's own stop rule (both dimensions ``<= BLOCKSIZE``).
-2. Streaming: the full-resolution image is read in row strips of a multiple
-   of ``2**k`` rows, and ``k`` levels are produced from each strip in one
-   pass. Every strip but the last starts on an even row at every one of those
+2. Streaming: the full-resolution image is read as degrading reads it, in
+   strips of a multiple of ``2**k`` rows, and ``k`` levels are produced from
+   each strip in one pass. Every strip but the last starts on an even row at every one of those
    levels, so by the kernel's streaming property the stacked pieces are
    bit-for-bit the average of the whole level. Images too wide for ``2**k``
    rows to fit the strip budget take further passes, each reading the last
@@ -30,13 +30,11 @@ nor any side file.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import tempfile
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,7 +46,8 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from rspolicy.degrade import GDAL_ENV, read_ahead
+from rspolicy import degrade
+from rspolicy.degrade import GDAL_ENV, block_row_windows, read_ahead, whole_periods
 from rspolicy.errors import OutputError, ResampleError
 from rspolicy.resample import SarMode, area_average
 
@@ -57,17 +56,13 @@ __all__ = ["BLOCKSIZE", "overview_sar_mode", "overview_shapes", "write_cog"]
 #: Tile size of the COG, and the size below which no further overview is made.
 BLOCKSIZE: Final = 512
 
-#: Input bytes per strip while computing overviews (as for degrading): at
-#: most two strips are held at once, whatever the image size.
-STRIP_BYTES: Final = 24 * 1024 * 1024
-
 #: Prefix of the private temporary folder created beside the output.
 TMP_PREFIX: Final = ".rspolicy-cog-"
 
 # No side files (.aux.xml) anywhere, as for degrading; a larger block cache:
-# it must hold one row of source tiles plus the partly written tile rows of
-# the levels of one pass (about 110 MB for an 18000-pixel-wide complex
-# image): a tile evicted half written is compressed at every later write to it.
+# it must hold the partly written tile rows of the levels of one pass (tens
+# of MB for an 18000-pixel-wide complex image): a tile evicted half written
+# is compressed at every later write to it.
 _ENV: Final[dict[str, Any]] = {**GDAL_ENV, "GDAL_CACHEMAX": 128 * 1024 * 1024}
 
 # Temporary level files: small tiles keep the partly written tile rows in the
@@ -240,37 +235,21 @@ def _build_levels(src: Path, tmp: Path, shapes: list[tuple[int, int]], mode: Sar
 def _levels_per_pass(row_bytes: int, remaining: int) -> int:
     """The most levels (at least one) whose ``2**k``-row strip fits the strip budget."""
     k = 1
-    while k < remaining and (2 ** (k + 1)) * row_bytes <= STRIP_BYTES:
+    while k < remaining and (2 ** (k + 1)) * row_bytes <= degrade.STRIP_BYTES:
         k += 1
     return k
 
 
-def _strips(height: int, row_bytes: int, k: int, block_rows: int) -> Iterator[tuple[int, int]]:
-    """Row strips of a multiple of ``2**k`` rows, whole rows of source tiles when that fits the budget.
-
-    Aligned to the source's tiles, no tile is decoded twice; otherwise the
-    GDAL block cache keeps the tiles a strip boundary cuts.
-    """
-    unit = 2**k
-    if block_rows > 1 and math.lcm(unit, block_rows) * row_bytes <= STRIP_BYTES:
-        unit = math.lcm(unit, block_rows)
-    rows = unit * max(1, STRIP_BYTES // (unit * row_bytes))
-    for row0 in range(0, height, rows):
-        yield row0, min(rows, height - row0)
-
-
 def _cascade(src: Any, paths: list[Path], shapes: list[tuple[int, int]], mode: SarMode | None,
              workers: int) -> None:
-    """One pass: read ``src`` in strips and write ``len(paths)`` successive factor-2 levels of it.
+    """One pass: read ``src`` and write ``len(paths)`` successive factor-2 levels of it.
 
-    The next strip is read ahead (:func:`rspolicy.degrade.read_ahead`) while
-    the current one is averaged.
+    ``src`` is read as degrading reads it: block-aligned chunks read ahead,
+    re-cut into strips of whole periods (here ``2**k`` rows).
     """
-    k = len(paths)
     nodata = src.nodata
-    row_bytes = src.width * src.count * np.dtype(src.dtypes[0]).itemsize
     block_rows = int(src.block_shapes[0][0]) if src.block_shapes else 1
-    strips = list(_strips(src.height, row_bytes, k, block_rows))
+    windows = list(block_row_windows(src.height, src.width, src.count, np.dtype(src.dtypes[0]).itemsize, block_rows))
     profile = {**_LEVEL_OPTIONS, "count": src.count, "dtype": src.dtypes[0], "nodata": nodata,
                "num_threads": str(workers)}
 
@@ -280,13 +259,15 @@ def _cascade(src: Any, paths: list[Path], shapes: list[tuple[int, int]], mode: S
             # Tiled only when a whole tile fits each way: the last levels are small enough for strips.
             options = profile if rows >= 256 and cols >= 256 else {**profile, "tiled": False}
             outs.append(_open(path, "w", width=cols, height=rows, **options))
-        with contextlib.closing(read_ahead(src, strips)) as blocks:
-            for (row0, _rows), block in zip(strips, blocks, strict=True):
-                level = block
-                for j, out in enumerate(outs, start=1):
+        rows_written = [0] * len(outs)
+        with contextlib.closing(read_ahead(src, windows)) as chunks:
+            # Strips of a multiple of 2**k rows: each level's piece starts on an even row of that level.
+            for strip in whole_periods(chunks, 2 ** len(outs)):
+                level = strip
+                for j, out in enumerate(outs):
                     level = area_average(level, 2, nodata=nodata, sar_mode=mode, threads=workers)
-                    # row0 is a multiple of 2**k, so this level's rows start at row0 / 2**j exactly.
-                    out.write(level, window=Window(0, row0 >> j, level.shape[2], level.shape[1]))
+                    out.write(level, window=Window(0, rows_written[j], level.shape[2], level.shape[1]))
+                    rows_written[j] += level.shape[1]
     finally:
         for out in outs:
             out.close()

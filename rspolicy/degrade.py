@@ -215,7 +215,7 @@ def _creation_options(src: Any, width: int, height: int, dtype: str, workers: in
     return opts
 
 
-def _chunks(height: int, width: int, bands: int, itemsize: int, block_rows: int) -> Iterator[tuple[int, int]]:
+def block_row_windows(height: int, width: int, bands: int, itemsize: int, block_rows: int) -> Iterator[tuple[int, int]]:
     """Read windows: whole rows of the file's blocks (tiles or strips), about ``STRIP_BYTES`` each.
 
     Block-aligned reads decode every block once, and GDAL decodes the blocks
@@ -231,7 +231,7 @@ def _chunks(height: int, width: int, bands: int, itemsize: int, block_rows: int)
         yield row0, min(rows, height - row0)
 
 
-def _whole_periods(chunks: Iterator[np.ndarray], p_row: int) -> Iterator[np.ndarray]:
+def whole_periods(chunks: Iterator[np.ndarray], p_row: int) -> Iterator[np.ndarray]:
     """Re-cut block-aligned chunks into strips of whole row periods (the last strip: whatever remains).
 
     The kernel gives bit-identical results on any strips of whole periods, so
@@ -369,11 +369,11 @@ def _stream(src: Any, dst: Any, plan: DegradePlan, workers: int) -> None:
     fr, fc = plan.row_factor, plan.col_factor
     block_rows = int(src.block_shapes[0][0]) if src.block_shapes else 1
     nodata = src.nodata  # read here: only the reader thread touches the source from now on
-    windows = list(_chunks(src.height, src.width, src.count, np.dtype(src.dtypes[0]).itemsize, block_rows))
+    windows = list(block_row_windows(src.height, src.width, src.count, np.dtype(src.dtypes[0]).itemsize, block_rows))
     out_block_rows = int(dst.block_shapes[0][0]) if dst.block_shapes else 1
     with contextlib.closing(read_ahead(src, windows)) as chunks:
         averaged = (area_average(strip, (fr, fc), nodata=nodata, sar_mode=plan.sar_mode, threads=workers)
-                    for strip in _whole_periods(chunks, fr.numerator))
+                    for strip in whole_periods(chunks, fr.numerator))
         out_row0 = 0
         for out in _block_rows(averaged, out_block_rows):
             _write(dst, (out_row0, out))

@@ -14,7 +14,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
-from rspolicy import cog
+from rspolicy import cog, degrade
 from rspolicy.cog import overview_sar_mode, overview_shapes, write_cog
 from rspolicy.enforce import STAGE_PREFIX, EnforceOptions, enforce
 from rspolicy.errors import OutputError
@@ -139,7 +139,7 @@ def test_overviews_are_the_kernel_bit_for_bit(tmp_path: Path, monkeypatch: pytes
                                               strip_bytes: int | None) -> None:
     if strip_bytes is not None:
         # Strips of a few rows, one level per pass: the streaming must not show.
-        monkeypatch.setattr(cog, "STRIP_BYTES", strip_bytes)
+        monkeypatch.setattr(degrade, "STRIP_BYTES", strip_bytes)
     pixels, nodata, degraded_with = CASES[case]()
     src = _write(tmp_path / "src.tif", pixels, nodata=nodata, crs=UTM50N, transform=TRANSFORM)
     dst = tmp_path / "out.tif"
@@ -179,14 +179,15 @@ def test_overview_shapes_follow_the_kernel_grid_and_the_cog_stop_rule() -> None:
 
 
 def test_strips_hold_whole_levels(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cog, "STRIP_BYTES", 1 << 20)
+    monkeypatch.setattr(degrade, "STRIP_BYTES", 1 << 20)
     assert cog._levels_per_pass(1000, 10) == 10  # 2**10 rows of 1000 bytes fit 1 MiB
     assert cog._levels_per_pass(10_000, 10) == 6  # 64 rows fit, 128 do not
     assert cog._levels_per_pass(10_000_000, 3) == 1  # always at least one level
-    strips = list(cog._strips(1000, 10_000, 6, 512))
-    assert all(row0 % 64 == 0 for row0, _ in strips) and all(rows % 64 == 0 for _, rows in strips[:-1])
-    assert sum(rows for _, rows in strips) == 1000
-    assert [row0 for row0, _ in cog._strips(2000, 1000, 3, 512)] == [0, 1024]  # whole rows of 512-row tiles
+    windows = list(degrade.block_row_windows(1000, 5000, 1, 2, 512))
+    assert [row0 for row0, _ in windows] == [0, 512]  # whole rows of 512-row tiles, 5 MB each
+    chunks = (np.zeros((1, rows, 3)) for _, rows in windows)
+    strips = [s.shape[1] for s in degrade.whole_periods(chunks, 64)]
+    assert all(rows % 64 == 0 for rows in strips[:-1]) and sum(strips) == 1000
 
 
 def test_cog_layout_georeferencing_and_metadata_kept(tmp_path: Path) -> None:
@@ -248,7 +249,7 @@ def test_failure_while_averaging_leaves_nothing(tmp_path: Path, monkeypatch: pyt
             raise OSError(28, "No space left on device")
         return area_average(*args, **kwargs)
 
-    monkeypatch.setattr(cog, "STRIP_BYTES", 50_000)  # many strips: fail half-way
+    monkeypatch.setattr(degrade, "STRIP_BYTES", 50_000)  # many strips: fail half-way
     monkeypatch.setattr(cog, "area_average", failing)
     pixels, _, _ = _uint16_odd()
     src = _write(tmp_path / "src.tif", pixels)

@@ -31,7 +31,7 @@ def _pieces(sizes: list[int], bands: int = 2) -> tuple[list[np.ndarray], np.ndar
 @given(sizes=chunk_lists, p=st.integers(1, 9))
 def test_whole_periods_recut(sizes: list[int], p: int) -> None:
     chunks, whole = _pieces(sizes)
-    strips = list(degrade._whole_periods(iter(chunks), p))
+    strips = list(degrade.whole_periods(iter(chunks), p))
     assert all(s.shape[1] % p == 0 and s.shape[1] > 0 for s in strips[:-1])
     assert strips[-1].shape[1] > 0
     np.testing.assert_array_equal(np.concatenate(strips, axis=1), whole)
@@ -72,7 +72,7 @@ def test_streamed_output_equals_whole_array_kernel(tmp_path: Path, monkeypatch: 
     src = tmp_path / "src.tif"
     pixels = _scene(src, 1100, 700, bands=bands, block=block, compress=compress)
     reads: list[tuple[int, int]] = []
-    original = degrade._chunks
+    original = degrade.block_row_windows
 
     def recorded(*args: int) -> Iterator[tuple[int, int]]:
         for window in original(*args):
@@ -80,7 +80,7 @@ def test_streamed_output_equals_whole_array_kernel(tmp_path: Path, monkeypatch: 
             yield window
 
     monkeypatch.setattr(degrade, "STRIP_BYTES", 100_000)  # many chunks
-    monkeypatch.setattr(degrade, "_chunks", recorded)
+    monkeypatch.setattr(degrade, "block_row_windows", recorded)
     out = degrade_raster(src, tmp_path / "out.tif", _plan(*factors), tags={}, threads=2)
     expected = area_average(pixels, factors)
     with rasterio.open(out.path) as dst:
@@ -96,7 +96,7 @@ def test_block_rows_too_big_for_memory_are_read_in_parts(tmp_path: Path, monkeyp
     pixels = _scene(src, 700, 300, bands=2, block=64, compress="deflate")
     monkeypatch.setattr(degrade, "STRIP_BYTES", 10_000)
     monkeypatch.setattr(degrade, "MAX_CHUNK_BYTES", 50_000)  # one row of tiles is 76800 bytes
-    windows = list(degrade._chunks(700, 300, 2, 2, 64))
+    windows = list(degrade.block_row_windows(700, 300, 2, 2, 64))
     assert {rows for _, rows in windows[:-1]} == {8}  # 10000 // 1200 rows, not whole tile rows
     out = degrade_raster(src, tmp_path / "out.tif", _plan(Fraction(5, 3), Fraction(7, 4)), tags={})
     with rasterio.open(out.path) as dst:
