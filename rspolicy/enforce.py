@@ -209,10 +209,21 @@ def _rescreen(staged: list[Path], stage: Path, policy: Policy) -> Decision:
     return decide(read_product(products[0], lambda p: os.fspath(p.relative_to(stage))), policy)
 
 
-Commit = Callable[[list[Path], Path], list[FileDigest]]
+@dataclass(frozen=True)
+class _Commit:
+    """Where staged files go once they pass their re-screen.
+
+    ``place(staged, stage, digests)`` moves them and returns what was
+    written; ``durable`` asks for each staged file to be flushed to disk
+    first, so that the rename can never expose a file whose bytes are not yet
+    on disk.
+    """
+
+    place: Callable[[list[Path], Path, list[str]], list[FileDigest]]
+    durable: bool
 
 
-def _process(decision: Decision, opts: EnforceOptions, rel: Callable[[Path], Path], commit: Commit) -> Outcome:
+def _process(decision: Decision, opts: EnforceOptions, rel: Callable[[Path], Path], commit: _Commit) -> Outcome:
     """Act on one decision: stage, re-screen, commit.
 
     The input files are hashed for the audit record on a thread of their own
@@ -236,19 +247,28 @@ def _input_digests(product: ProductEvidence) -> tuple[FileDigest, ...]:
 
 
 def _act(decision: Decision, product: ProductEvidence, opts: EnforceOptions, rel: Callable[[Path], Path],
-         commit: Commit) -> Outcome:
+         commit: _Commit) -> Outcome:
     try:
-        with _stage(opts.outdir) as stage:
+        # The sealer's threads finish before the stage is removed (exits run in reverse order).
+        with _stage(opts.outdir) as stage, ThreadPoolExecutor(max_workers=2,
+                                                              thread_name_prefix="rspolicy-seal") as sealer:
             if decision.action is Action.ALLOW:
                 staged, notes = _stage_allowed(product, stage, rel), list[str]()
             else:
                 staged, notes = _stage_degraded(decision, opts, stage, rel)
+            # The staged bytes are final: hash them (and flush them to disk) while the re-screen
+            # reads them, rather than one after the other.
+            digests = [sealer.submit(sha256_file, p) for p in staged]
+            flushed = [sealer.submit(_fsync, p) for p in staged] if commit.durable else []
             check = _rescreen(staged, stage, opts.policy)
             if check.action is not Action.ALLOW:
+                sealer.shutdown(cancel_futures=True)  # the files are about to be deleted
                 return Outcome(_blocked(decision, "the written output failed its re-screen "
                                                   f"({check.action.value}: {'; '.join(check.reasons)}); "
                                                   "it was deleted"), notes=tuple(notes))
-            outputs = commit(staged, stage)
+            for flush in flushed:
+                flush.result()
+            outputs = commit.place(staged, stage, [d.result() for d in digests])
             return Outcome(decision, tuple(outputs), check.gsd_m, tuple(notes))
     except RSPolicyError as exc:
         return Outcome(_blocked(decision, f"{exc}; nothing was written"))
@@ -257,16 +277,15 @@ def _act(decision: Decision, product: ProductEvidence, opts: EnforceOptions, rel
                                           f"({exc.strerror or exc}); nothing was written"))
 
 
-def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Commit:
+def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> _Commit:
     """Move staged files into place; ``written`` remembers this run's files.
 
     GF-3 polarisations share one ``.meta.xml``: the second product may find it
     written already, which is fine when the bytes are the same.
     """
-    def commit(staged: list[Path], stage: Path) -> list[FileDigest]:
+    def place(staged: list[Path], stage: Path, digests: list[str]) -> list[FileDigest]:
         finals = [opts.outdir / p.relative_to(stage) for p in staged]
         sizes = [p.stat().st_size for p in staged]
-        digests = [sha256_file(p) for p in staged]
         for final, digest in zip(finals, digests, strict=True):
             if final in written and written[final] != digest:
                 raise OutputError(f"{final}: a sidecar shared with another product was already written with "
@@ -276,13 +295,12 @@ def _commit_files(opts: EnforceOptions, written: dict[Path, str]) -> Commit:
         for src, dst, digest in zip(staged, finals, digests, strict=True):
             if dst in written:
                 continue
-            _fsync(src)
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
             written[dst] = digest
         return [FileDigest(os.fspath(f), size, digest) for f, size, digest in zip(finals, sizes, digests, strict=True)]
 
-    return commit
+    return _Commit(place, durable=True)
 
 
 def _rel_to(base: Path) -> Callable[[Path], Path]:
@@ -366,18 +384,19 @@ def _enforce_package(path: Path, display: str, dest: Path, opts: EnforceOptions,
                 return
             released: list[tuple[Path, Outcome]] = []  # members are logged once the package is written
 
-            def keep(staged: list[Path], stage: Path) -> list[FileDigest]:
+            def keep(staged: list[Path], stage: Path, digests: list[str]) -> list[FileDigest]:
                 kept = []
-                for f in staged:
+                for f, digest in zip(staged, digests, strict=True):
                     target = package_stage / f.relative_to(stage)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     kept.append(FileDigest(f"{dest}!{target.relative_to(package_stage).as_posix()}",
-                                           f.stat().st_size, sha256_file(f)))
+                                           f.stat().st_size, digest))
                     os.replace(f, target)
                 return kept
 
             for files in products:
-                outcome = _process(decide(read_product(files, label), opts.policy), opts, _rel_to(root), keep)
+                outcome = _process(decide(read_product(files, label), opts.policy), opts, _rel_to(root),
+                                   _Commit(keep, durable=False))
                 released.append((dest, outcome))
             members_out = sorted((p, p.relative_to(package_stage).as_posix())
                                  for p in package_stage.rglob("*") if p.is_file())

@@ -90,7 +90,7 @@ import numbers
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Final, Literal, TypeAlias, cast
@@ -139,6 +139,47 @@ _ROW_CHUNK: Final = 64
 _BLAS_MNK: Final = 1 << 18
 # Below this many input pixels a thread pool costs more than it saves.
 _INLINE_PIXELS: Final = 1 << 18
+
+
+class _Helpers:
+    """Helper threads, kept for the life of the process, one pool per size.
+
+    A streamed scene calls the kernel once per strip, and starting fresh
+    threads for every call measured about 3 ms a thread on a busy machine.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pools: dict[int, ThreadPoolExecutor] = {}
+
+    def pool(self, size: int) -> ThreadPoolExecutor:
+        with self._lock:
+            pool = self._pools.get(size)
+            if pool is None:
+                pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="rspolicy-resample")
+                self._pools[size] = pool
+            return pool
+
+    def forget(self) -> None:
+        """After a fork: the child inherits the pools but not their threads, so work queued there would never run."""
+        self._lock = threading.Lock()
+        self._pools = {}
+
+
+_HELPERS: Final = _Helpers()
+os.register_at_fork(after_in_child=_HELPERS.forget)
+
+# Each thread's scratch arrays (a few unit-sized arrays), reused from call to
+# call: fresh ones are page-faulted on first use.
+_SCRATCH: Final = threading.local()
+
+
+def _workspace() -> _Workspace:
+    ws: _Workspace | None = getattr(_SCRATCH, "ws", None)
+    if ws is None:
+        ws = _Workspace()
+        _SCRATCH.ws = ws
+    return ws
 
 
 # --------------------------------------------------------------------------
@@ -745,7 +786,7 @@ class _Kernel:
         tasks = [(b, u) for b in range(bands) for u in self.units]
         workers = min(self.threads, len(tasks))
         if workers <= 1 or self.src.size < _INLINE_PIXELS:
-            ws = _Workspace()
+            ws = _workspace()
             for band, unit in tasks:
                 self._unit(band, unit, ws)
             return self.out
@@ -754,7 +795,7 @@ class _Kernel:
         failed = threading.Event()
 
         def work() -> None:
-            ws = _Workspace()
+            ws = _workspace()
             while not failed.is_set():
                 with lock:
                     index = next(counter)
@@ -766,10 +807,14 @@ class _Kernel:
                     failed.set()
                     raise
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rspolicy-resample") as pool:
-            futures = [pool.submit(work) for _ in range(workers)]
-            for fut in futures:
-                fut.result()
+        # The calling thread works too; the helpers share the queue of units with it.
+        helpers = [_HELPERS.pool(workers - 1).submit(work) for _ in range(workers - 1)]
+        try:
+            work()
+        finally:
+            wait(helpers)  # never return (or raise) while a helper may still write into the output
+        for fut in helpers:
+            fut.result()
         return self.out
 
     # -- one unit ---------------------------------------------------------

@@ -184,6 +184,37 @@ def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     assert [p for p in out.rglob("*") if p.is_file()] == []  # no partial file, no stage left
 
 
+def test_outputs_are_on_disk_before_they_are_moved_into_place(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import rspolicy.enforce as enforce_module
+
+    flushed: set[str] = set()
+    renamed: list[str] = []
+    original_fsync, original_replace = enforce_module._fsync, os.replace
+
+    def fsync(path: Path) -> None:
+        original_fsync(path)
+        flushed.add(os.fspath(path))
+
+    def replace(src: Any, dst: Any) -> None:
+        assert os.fspath(src) in flushed, f"{src} moved into place before it was flushed"
+        renamed.append(os.fspath(dst))
+        original_replace(src, dst)
+
+    monkeypatch.setattr(enforce_module, "_fsync", fsync)
+    monkeypatch.setattr(enforce_module.os, "replace", replace)
+    out = tmp_path / "out"
+    [outcome] = enforce([PAN03], EnforceOptions(out, load_policy()))
+    assert outcome.decision.action is Action.RESAMPLE
+    written = sorted(os.fspath(p) for p in out.rglob("*") if p.is_file())
+    assert sorted(renamed) == written and len(written) == 2  # the image and its rewritten sidecar
+    # The digests computed beside the re-screen are those of the files now in place.
+    assert {o.path: o.sha256 for o in outcome.outputs} == {
+        w: hashlib.sha256(Path(w).read_bytes()).hexdigest() for w in written}
+
+
 def test_rescreen_guard_deletes_a_leaking_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import rspolicy.enforce as enforce_module
 

@@ -442,6 +442,51 @@ def test_large_masked_threaded_matches_serial() -> None:
         np.testing.assert_array_equal(one, two)
 
 
+
+def _threaded_in_child(conn: Any) -> None:
+    a = np.arange(700 * 409, dtype=np.uint16).reshape(700, 409)
+    conn.send(area_average(a, Fraction(5, 3), threads=2))
+
+
+def test_threaded_kernel_works_in_a_forked_child() -> None:
+    """The helper threads are kept between calls; a forked child must not wait on its parent's."""
+    import multiprocessing
+
+    a = np.arange(700 * 409, dtype=np.uint16).reshape(700, 409)
+    expected = area_average(a, Fraction(5, 3), threads=2)  # the parent's helper threads now exist
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_threaded_in_child, args=(child,))
+    proc.start()
+    try:
+        assert parent.poll(60), "the kernel hung in a forked child"
+        np.testing.assert_array_equal(parent.recv(), expected)
+    finally:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+
+
+def test_a_helper_thread_error_reaches_the_caller_and_the_next_call_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import rspolicy.resample as resample_module
+
+    original = resample_module._Kernel._unit
+
+    def failing_in_helpers(self: Any, band: int, unit: Any, ws: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise MemoryError("helper failed")
+        original(self, band, unit, ws)
+
+    a = np.arange(700 * 409, dtype=np.uint16).reshape(700, 409)
+    monkeypatch.setattr(resample_module._Kernel, "_unit", failing_in_helpers)
+    with pytest.raises(MemoryError, match="helper failed"):
+        area_average(a, Fraction(5, 3), threads=2)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(area_average(a, Fraction(5, 3), threads=2),
+                                  area_average(a, Fraction(5, 3), threads=1))
+
 # --------------------------------------------------------------------------
 # Streaming contract
 # --------------------------------------------------------------------------
