@@ -316,3 +316,28 @@ def test_full_size_l1a_is_screened_from_its_header(tmp_path: Path, no_pixel_read
     assert record["action"] == "allow" and record["gsd_m"] == pytest.approx(0.81, rel=1e-2)
     widths = {e["value"] for e in record["evidence"] if e["fact"] == "width"}
     assert widths == {29200}
+
+
+THREADS_AFTER_IMPORT = (
+    "import os, rspolicy.cli, numpy; "
+    "print(len(os.listdir('/proc/self/task')), os.environ['OPENBLAS_NUM_THREADS'])"
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+@pytest.mark.parametrize("user_setting", [None, "2"])
+def test_command_process_runs_openblas_single_threaded_unless_told(user_setting: str | None) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    if user_setting is not None:
+        env["OPENBLAS_NUM_THREADS"] = user_setting
+    done = subprocess.run([sys.executable, "-c", THREADS_AFTER_IMPORT], env=env, capture_output=True, text=True,
+                          check=True, timeout=120)
+    threads, setting = done.stdout.split()
+    if user_setting is None:
+        assert (threads, setting) == ("1", "1")  # no idle OpenBLAS threads beside the main one
+    else:
+        assert setting == user_setting

@@ -7,6 +7,7 @@ import sys
 import click
 
 from rspolicy import __version__
+from rspolicy.cli import _startup  # noqa: F401  (before anything imports numpy)
 from rspolicy.cli.enforce import enforce_command
 from rspolicy.cli.log import log
 from rspolicy.cli.screen import screen
