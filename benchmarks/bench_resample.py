@@ -20,8 +20,14 @@ interleaved so that a noisy machine penalises them alike. Columns:
     so the crop's output pixels are complete) to keep the reference cheap.
 ``temp MB``
     peak of numpy allocations beyond the result during one extra run
-    (tracemalloc): the kernel's temporaries, which should stay a few MB per
-    thread whatever the scene size.
+    (tracemalloc): the kernel's temporaries. Each thread's scratch arrays
+    are kept between calls, so after the warm-up run they are not counted
+    (a few MB per thread whatever the scene size).
+
+At integer factors the ``numpy floor`` row is a bound, not a kernel: one
+reduction over the input and one store of the output per unit of rows, no
+arithmetic, threaded as the kernel is. No exact numpy kernel makes fewer
+passes.
 """
 
 from __future__ import annotations
@@ -150,6 +156,34 @@ def m_numpy(a: np.ndarray, f: Fraction, mode: str | None) -> np.ndarray:
     return a.reshape(*a.shape[:-2], rows // k, k, cols // k, k).mean(axis=(-3, -1))
 
 
+FLOOR = "numpy floor: read + store"
+
+
+def m_numpy_floor(a: np.ndarray, f: Fraction, mode: str | None) -> np.ndarray:
+    """No arithmetic: per unit of rows, one reduction over the input and one store of the output.
+
+    Those two passes are fewer than any numpy kernel can make (an exact one needs at least a pass that
+    writes an intermediate and one that rounds and stores), run the way the kernel runs them: units of
+    about 2 MB shared by THREADS threads, into a fresh output array. Its rate bounds what a numpy kernel
+    can reach on this machine.
+    """
+    k = int(f)
+    out = np.empty((*a.shape[:-2], a.shape[-2] // k, a.shape[-1] // k), a.dtype)
+    planes = a.reshape(-1, *a.shape[-2:])
+    dest = out.reshape(-1, *out.shape[-2:])
+    rows = max(k, (2 << 20) // (a.shape[-1] * a.itemsize) // k * k)
+    units = [(b, r) for b in range(planes.shape[0]) for r in range(0, planes.shape[1] - k + 1, rows)]
+
+    def one(unit: tuple[int, int]) -> None:
+        b, r = unit
+        planes[b, r : r + rows].max()
+        dest[b, r // k : (r + rows) // k] = 0
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(one, units))
+    return out
+
+
 def read_pass(a: np.ndarray) -> None:
     flat = a.reshape(-1)
     step = -(-flat.size // THREADS)
@@ -227,6 +261,8 @@ def run_case(case: Case, repeat: int, crop: int) -> list[Row]:
         methods.append(("cv2.resize INTER_AREA", m_cv2, note))
     if case.factor.denominator == 1:
         methods.append(("numpy reshape-mean", m_numpy, "1 thread, float64 out"))
+        if case.sar_mode is None:
+            methods.append((FLOOR, m_numpy_floor, f"no arithmetic, {THREADS} threads: a bound, not a kernel"))
     best: dict[str, float] = {}
     read_best = float("inf")
     outputs: dict[str, np.ndarray] = {}
@@ -247,7 +283,8 @@ def run_case(case: Case, repeat: int, crop: int) -> list[Row]:
     rows = [Row(case.name, "one read pass (baseline)", read_rate, 1.0, None, None,
                 f"max over uint64, {THREADS} threads")]
     for name, fn, note in methods:
-        err = crop_error(outputs[name], a, case.factor, case.sar_mode, crop, name.startswith("numpy"))
+        err = None if name == FLOOR else crop_error(outputs[name], a, case.factor, case.sar_mode, crop,
+                                                      name.startswith("numpy"))
         temp = temp_mb(lambda fn=fn: fn(a, case.factor, case.sar_mode)) if name.startswith("rspolicy") else None
         rate = mpix / best[name]
         rows.append(Row(case.name, name, rate, rate / read_rate, err, temp, note))
