@@ -169,19 +169,6 @@ class _Helpers:
 _HELPERS: Final = _Helpers()
 os.register_at_fork(after_in_child=_HELPERS.forget)
 
-# Each thread's scratch arrays (a few unit-sized arrays), reused from call to
-# call: fresh ones are page-faulted on first use.
-_SCRATCH: Final = threading.local()
-
-
-def _workspace() -> _Workspace:
-    ws: _Workspace | None = getattr(_SCRATCH, "ws", None)
-    if ws is None:
-        ws = _Workspace()
-        _SCRATCH.ws = ws
-    return ws
-
-
 # --------------------------------------------------------------------------
 # Factors
 # --------------------------------------------------------------------------
@@ -655,7 +642,7 @@ def _blas_step(matrix_size: int, n: int) -> int:
 
 
 class _Workspace:
-    """Per-thread scratch arrays, reused from unit to unit.
+    """Per-thread scratch arrays, reused from unit to unit and from call to call.
 
     Fresh strip-sized arrays come from mmap and are page-faulted on every
     use, which measured as a large share of the run time.
@@ -672,6 +659,18 @@ class _Workspace:
             arr = np.empty(size, dtype)
             self._arrays[key] = arr
         return arr[:size].reshape(shape)
+
+
+_SCRATCH: Final = threading.local()
+
+
+def _workspace() -> _Workspace:
+    """The calling thread's scratch arrays (a few unit-sized arrays, kept for the thread's life)."""
+    ws: _Workspace | None = getattr(_SCRATCH, "ws", None)
+    if ws is None:
+        ws = _Workspace()
+        _SCRATCH.ws = ws
+    return ws
 
 
 _F32: Final = np.dtype(np.float32)

@@ -443,16 +443,20 @@ def test_large_masked_threaded_matches_serial() -> None:
 
 
 
+def _threaded_size_ramp() -> np.ndarray:
+    """Big enough that the kernel uses its helper threads."""
+    return np.arange(700 * 409, dtype=np.uint16).reshape(700, 409)
+
+
 def _threaded_in_child(conn: Any) -> None:
-    a = np.arange(700 * 409, dtype=np.uint16).reshape(700, 409)
-    conn.send(area_average(a, Fraction(5, 3), threads=2))
+    conn.send(area_average(_threaded_size_ramp(), Fraction(5, 3), threads=2))
 
 
 def test_threaded_kernel_works_in_a_forked_child() -> None:
     """The helper threads are kept between calls; a forked child must not wait on its parent's."""
     import multiprocessing
 
-    a = np.arange(700 * 409, dtype=np.uint16).reshape(700, 409)
+    a = _threaded_size_ramp()
     expected = area_average(a, Fraction(5, 3), threads=2)  # the parent's helper threads now exist
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
@@ -479,7 +483,7 @@ def test_a_helper_thread_error_reaches_the_caller_and_the_next_call_works(monkey
             raise MemoryError("helper failed")
         original(self, band, unit, ws)
 
-    a = np.arange(700 * 409, dtype=np.uint16).reshape(700, 409)
+    a = _threaded_size_ramp()
     monkeypatch.setattr(resample_module._Kernel, "_unit", failing_in_helpers)
     with pytest.raises(MemoryError, match="helper failed"):
         area_average(a, Fraction(5, 3), threads=2)
