@@ -130,6 +130,25 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Withheld:
+    """A file found with a product that does not leave with it, and why.
+
+    Attributes
+    ----------
+    path
+        The local file.
+    label
+        Its display name.
+    reason
+        One line: what kind of file it is and why it stays.
+    """
+
+    path: Path
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ProductEvidence:
     """Everything the read stage learnt about one product.
 
@@ -148,6 +167,15 @@ class ProductEvidence:
         Reasons the product could not be read fully; any problem blocks it.
     labels
         Display names of ``files``, in the same order.
+    withheld
+        Files found with the product that were read as evidence or not
+        understood, and never leave with it (world files, ``.aux.xml``,
+        browse images, unknown companions).
+    rebuild
+        Why the image cannot leave byte for byte (bytes its structure does not
+        account for, tags rspolicy does not know, extra images): an allowed
+        product is then rebuilt pixel-exact by rspolicy's writer. None when
+        the file may be copied as it is.
     """
 
     path: str
@@ -156,6 +184,8 @@ class ProductEvidence:
     evidence: tuple[Evidence, ...]
     problems: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    withheld: tuple[Withheld, ...] = ()
+    rebuild: str | None = None
 
     def label(self, index: int) -> str:
         """The display name of ``files[index]`` (``package!member`` for a package member)."""
