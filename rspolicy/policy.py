@@ -35,6 +35,14 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SAR_COMPLEX_MODES = ("intensity", "coherent")
 _SAR_DETECTED_MODES = ("amplitude", "intensity")
 
+#: A policy file larger than this is not a policy (the default one is ~3 KB).
+MAX_POLICY_BYTES = 1024 * 1024
+
+#: The range a limit or target may take, in metres: finer than a millimetre
+#: or coarser than the Earth's circumference is not a resolution.
+MIN_LIMIT_M = 1e-3
+MAX_LIMIT_M = 4.0e7
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -219,19 +227,41 @@ def load_policy(name_or_path: str | os.PathLike[str] | None = None) -> Policy:
     Raises
     ------
     PolicyError
-        With the file and the offending key, when the file is missing, not
-        TOML, or does not validate.
+        With the file and the offending key, when the file is missing, larger
+        than :data:`MAX_POLICY_BYTES`, not TOML (including documents nested
+        too deeply for the parser), or does not validate. The message is one
+        line.
     """
     path = find_policy_file(name_or_path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes, not a policy file")
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyError(f"{path}: not a valid TOML policy ({exc})") from exc
-    return _validate(doc, path, hashlib.sha256(raw).hexdigest())
+        raise PolicyError(f"{path}: not a valid TOML policy ({_one_line(exc)})") from exc
+    except RecursionError:
+        raise PolicyError(f"{path}: not a valid TOML policy (nested too deeply to parse)") from None
+    except (ValueError, ArithmeticError, MemoryError) as exc:
+        # tomllib lets some failures through as plain builtins, e.g. an
+        # integer of more digits than int() accepts.
+        raise PolicyError(f"{path}: not a valid TOML policy ({type(exc).__name__}: {_one_line(exc)})") from None
+    try:
+        return _validate(doc, path, hashlib.sha256(raw).hexdigest())
+    except PolicyError:
+        raise
+    except (RecursionError, ValueError, ArithmeticError, TypeError, LookupError) as exc:
+        raise PolicyError(f"{path}: cannot be validated ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line, cut short."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class _Checker:
@@ -256,9 +286,19 @@ class _Checker:
         value = self.table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(key, "must be a number")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            self.fail(key, "must be a finite positive number (this integer does not fit a float)")
         if not math.isfinite(number) or (positive and number <= 0):
             self.fail(key, "must be a finite positive number")
+        return number
+
+    def length(self, key: str, default: float | None = None) -> float:
+        """A ground distance in metres within [1 mm, 40,000 km]."""
+        number = self.number(key, default)
+        if not MIN_LIMIT_M <= number <= MAX_LIMIT_M:
+            self.fail(key, f"{number:g} m is not a ground resolution in [{MIN_LIMIT_M:g} m, {MAX_LIMIT_M:g} m]")
         return number
 
     def choice(self, key: str, options: tuple[str, ...], default: str | None = None) -> str:
@@ -325,11 +365,11 @@ def _rule(path: Path, index: int, raw: Any) -> Rule:
     classes = tuple(pc.value for pc in ProductClass if pc is not ProductClass.UNKNOWN)
     product_class = ProductClass(c.choice("class", classes))
     comparator: Comparator = "<" if c.choice("comparator", ("<", "<=")) == "<" else "<="
-    limit = c.number("limit_m")
+    limit = c.length("limit_m")
     action = Action(c.choice("action", ("resample", "block")))
     target: float | None = None
     if action is Action.RESAMPLE:
-        target = c.number("target_m", limit)
+        target = c.length("target_m", limit)
         if target < limit or (comparator == "<=" and target <= limit):
             # A resample target the rule itself restricts would loop, or leak: refuse it.
             advice = "give a target coarser than the limit" if comparator == "<=" else "it must be >= limit_m"

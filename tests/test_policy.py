@@ -111,3 +111,45 @@ def test_invalid_policies_are_refused(tmp_path: Path, body: str, message: str) -
 def test_unknown_policy_name_lists_known() -> None:
     with pytest.raises(PolicyError, match="cnsa-2022"):
         find_policy_file("no-such-policy")
+
+
+# --- hostile policy files ------------------------------------------------------------------------
+
+DEFAULT_TEXT = (REPO / "rules" / "cnsa-2022.toml").read_text(encoding="utf-8")
+
+
+def write_policy(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hostile.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("x = " + "[" * 10_000 + "]" * 10_000, "nested too deeply"),
+    ("x = " + "{a = " * 10_000 + "1" + "}" * 10_000, "nested too deeply"),
+    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = " + "9" * 5000, 1), "not a valid TOML policy"),
+    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = " + "9" * 400, 1), "does not fit a float"),
+    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = 1e-300", 1), "not a ground resolution"),
+    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = 1e400", 1), "finite positive"),
+    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = nan", 1), "finite positive"),
+    ("# " + "x" * (1024 * 1024) + "\n" + DEFAULT_TEXT, "larger than 1048576 bytes"),
+    ("\udcff", "not a valid TOML policy"),
+])
+def test_hostile_policy_files_end_as_one_line_policy_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "hostile.toml"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(PolicyError, match=message) as exc:
+        load_policy(path)
+    assert str(exc.value).startswith(f"{path}: ")
+    assert "\n" not in str(exc.value)
+
+
+def test_default_policy_edits_used_above_hit_a_real_key() -> None:
+    # The replacements above must change the file, or those tests prove nothing.
+    assert "limit_m = 0.5" in DEFAULT_TEXT
+
+
+def test_a_policy_just_under_the_size_bound_loads(tmp_path: Path) -> None:
+    padding = "# " + "x" * (1024 * 1024 - len(DEFAULT_TEXT.encode()) - 10) + "\n"
+    path = write_policy(tmp_path, padding + DEFAULT_TEXT)
+    assert load_policy(path).ref.name == "cnsa-2022"

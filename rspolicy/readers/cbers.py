@@ -26,7 +26,15 @@ from xml.etree.ElementTree import Element
 from rspolicy.errors import ProductReadError
 from rspolicy.model import Evidence, Fact, ProductClass, Strength
 from rspolicy.readers.gf3_sar import corners_to_wkt
-from rspolicy.readers.xmlutil import find_text, local_name, parse_float, parse_positive, parse_xml
+from rspolicy.readers.xmlutil import (
+    find_text,
+    find_text_anywhere,
+    local_name,
+    parse_float,
+    parse_length_m,
+    parse_pixel_count,
+    parse_xml,
+)
 
 #: INPE's schema namespace for ``<prdf>``.
 PRDF_NAMESPACE = "http://www.gisplan.com.br/xmlsat"
@@ -53,8 +61,8 @@ IRS_THERMAL_BAND = 12
 #: The WPM panchromatic band; WPM bands 1-4 are blue, green, red, NIR.
 WPM_PAN_BAND = 0
 
-_FILE_BAND = re.compile(r"_BAND(\d+)(?:\.[^.]*)?$", re.IGNORECASE)
-_IMAGE_BAND = re.compile(r"band(\d+)$")
+_FILE_BAND = re.compile(r"_BAND(\d{1,3})(?:\.[^.]*)?$", re.IGNORECASE | re.ASCII)
+_IMAGE_BAND = re.compile(r"band(\d{1,3})$", re.ASCII)
 
 
 def is_cbers_root(root: Element) -> bool:
@@ -135,7 +143,7 @@ def _read_block(block: Element, prefix: str, path: Path, source: str) -> list[Ev
     out: list[Evidence] = []
 
     def text(field: str) -> str | None:
-        return find_text(block, field)
+        return find_text(block, field, file=path)
 
     name, number = text("satellite/name"), text("satellite/number")
     if name is not None:
@@ -164,13 +172,16 @@ def _read_block(block: Element, prefix: str, path: Path, source: str) -> list[Ev
                             "name of the band's image file as INPE wrote it"))
 
     for fact, field in ((Fact.WIDTH, "image/columns"), (Fact.HEIGHT, "image/lines")):
-        size = _parse_count(text(field), path, f"{prefix}{field}")
+        size = parse_pixel_count(text(field), path, f"{prefix}{field}")
         if size is not None:
             out.append(Evidence(fact, size, source, f"{prefix}{field}"))
     for field, axis in (("image/horizontalPixelSize", "across columns"), ("image/verticalPixelSize", "along lines")):
-        size_m = parse_positive(text(field), path, f"{prefix}{field}")
+        # A pixel size slipped in anywhere in the camera's block counts as well.
+        where = f"{prefix}{field}"
+        size_m = parse_length_m(find_text_anywhere(block, field.rsplit("/", 1)[-1], file=path, field=where),
+                                path, where)
         if size_m is not None:
-            out.append(Evidence(Fact.GSD, size_m, source, f"{prefix}{field}", f"pixel size {axis}, metres"))
+            out.append(Evidence(Fact.GSD, size_m, source, where, f"pixel size {axis}, metres"))
 
     for field in ("viewing/center", "image/timeStamp/center"):
         when = text(field)
@@ -190,9 +201,10 @@ def _file_band(block: Element, path: Path) -> tuple[int | None, str, str | None]
     ``_BANDN`` file-name suffix backs it up or stands in for it. When both
     are present and disagree, the sidecar belongs to another file.
     """
-    image = next((child for child in block if local_name(child.tag) == "image"), None)
+    # Every <image> counts: a second one must not carry a band the first hides.
+    images = [child for child in block if local_name(child.tag) == "image"]
     held: list[tuple[int, str | None]] = []
-    if image is not None:
+    for image in images:
         for child in image:
             match = _IMAGE_BAND.fullmatch(local_name(child.tag))
             if match:
@@ -200,6 +212,7 @@ def _file_band(block: Element, path: Path) -> tuple[int | None, str, str | None]
                 held.append((int(match.group(1)), base.rsplit(".", 1)[0] or None))
     named = _FILE_BAND.search(path.name)
     file_band = int(named.group(1)) if named else None
+    held = list(dict.fromkeys(held))
     if len(held) == 1:
         band, stem = held[0]
         if file_band is not None and file_band != band:
@@ -212,10 +225,9 @@ def _file_band(block: Element, path: Path) -> tuple[int | None, str, str | None]
 
 def _scene_bands(block: Element) -> list[str]:
     """The ``availableBands`` list, in the order written."""
-    bands = next((child for child in block if local_name(child.tag) == "availableBands"), None)
-    if bands is None:
-        return []
-    return [b.text.strip() for b in bands if local_name(b.tag) == "band" and b.text and b.text.strip()]
+    listed = [b.text.strip() for bands in block if local_name(bands.tag) == "availableBands"
+              for b in bands if local_name(b.tag) == "band" and b.text and b.text.strip()]
+    return list(dict.fromkeys(listed))
 
 
 def _class_hint(instrument: str | None, band: int | None, field: str, source: str) -> list[Evidence]:
@@ -249,24 +261,16 @@ def _class_hint(instrument: str | None, band: int | None, field: str, source: st
     return [Evidence(Fact.INFO, instrument, source, field, "CBERS instrument not known to rspolicy: no class hint")]
 
 
-def _parse_count(text: str | None, path: Path, field: str) -> int | None:
-    """A positive whole number of pixels, None when the field is empty."""
-    value = parse_positive(text, path, field)
-    if value is None:
-        return None
-    if not value.is_integer():
-        raise ProductReadError(path, f"<{field}> is not a whole number of pixels: {text!r}")
-    return int(value)
-
-
 def _footprint(block: Element, prefix: str, path: Path, source: str) -> list[Evidence]:
     """The footprint from ``imageData`` corners, else ``boundingBox`` corners."""
     for base in _CORNER_BLOCKS:
         points: list[tuple[float, float]] = []
         for corner in _CORNER_RING:
             field = f"{prefix}{base}/{corner}"
-            lat = parse_float(find_text(block, f"{base}/{corner}/latitude"), path, f"{field}/latitude")
-            lon = parse_float(find_text(block, f"{base}/{corner}/longitude"), path, f"{field}/longitude")
+            lat = parse_float(find_text(block, f"{base}/{corner}/latitude", file=path), path, f"{field}/latitude",
+                              lowest=-90.0, highest=90.0, what="latitude")
+            lon = parse_float(find_text(block, f"{base}/{corner}/longitude", file=path), path,
+                              f"{field}/longitude", lowest=-180.0, highest=180.0, what="longitude")
             if lat is None or lon is None:
                 break
             points.append((lon, lat))

@@ -28,7 +28,18 @@ from shapely.geometry import Polygon
 
 from rspolicy.errors import ProductReadError
 from rspolicy.model import Evidence, Fact, ProductClass, Strength
-from rspolicy.readers.xmlutil import find_text, local_name, parse_float, parse_positive, parse_xml
+from rspolicy.readers.xmlutil import (
+    check_length_m,
+    find_text,
+    find_text_anywhere,
+    find_texts,
+    local_name,
+    parse_float,
+    parse_length_m,
+    parse_pixel_count,
+    parse_xml,
+    shown,
+)
 
 #: Canonical names of the GF-3 family, keyed by the satellite text with
 #: case and separators removed (``GF-3``, ``gf3``, ``GAOFEN-3`` ...).
@@ -64,6 +75,9 @@ SLANT_RANGE_TYPES = frozenset({"SLC"})
 _CORNER_RING = ("topLeft", "topRight", "bottomRight", "bottomLeft")
 
 _SEPARATORS = re.compile(r"[\s_\-]+")
+
+#: The resolution fields, each written once in a real sidecar.
+_RESOLUTION_FIELDS = frozenset({"productinfo/NominalResolution", "imageinfo/widthspace", "imageinfo/heightspace"})
 
 
 def canonical_gf3_name(text: str) -> str | None:
@@ -157,7 +171,10 @@ def read_gf3_sidecar(path: Path, source: str) -> list[Evidence]:
     ]
 
     def text(field: str) -> str | None:
-        return find_text(root, field)
+        if field in _RESOLUTION_FIELDS:
+            # Written once in a real sidecar: a copy slipped in anywhere else counts too.
+            return find_text_anywhere(root, field.rsplit("/", 1)[-1], file=path, field=field)
+        return find_text(root, field, file=path)
 
     satellite = text("satellite")
     if satellite is not None:
@@ -177,10 +194,10 @@ def read_gf3_sidecar(path: Path, source: str) -> list[Evidence]:
         out.append(Evidence(Fact.IMAGING_MODE, mode, source, "sensor/imagingMode",
                             name if name is not None else "imaging mode not in the GF-3 mode list"))
 
-    out.extend(_polarisation(root, source))
+    out.extend(_polarisation(root, path, source))
 
     for fact, field in ((Fact.WIDTH, "imageinfo/width"), (Fact.HEIGHT, "imageinfo/height")):
-        size = _parse_count(text(field), path, field)
+        size = parse_pixel_count(text(field), path, field)
         if size is not None:
             out.append(Evidence(fact, size, source, field))
 
@@ -193,17 +210,17 @@ def read_gf3_sidecar(path: Path, source: str) -> list[Evidence]:
         out.append(Evidence(Fact.INCIDENCE_ANGLE, far, source, "processinfo/incidenceAngleFarRange",
                             "incidence at far range, degrees"))
 
-    nominal = parse_positive(text("productinfo/NominalResolution"), path, "productinfo/NominalResolution")
+    nominal = parse_length_m(text("productinfo/NominalResolution"), path, "productinfo/NominalResolution")
     if nominal is not None:
         out.append(Evidence(Fact.NOMINAL_RESOLUTION, nominal, source, "productinfo/NominalResolution",
                             "nominal resolution of the imaging mode, metres"))
 
-    range_spacing = parse_positive(text("imageinfo/widthspace"), path, "imageinfo/widthspace")
-    azimuth_spacing = parse_positive(text("imageinfo/heightspace"), path, "imageinfo/heightspace")
+    range_spacing = parse_length_m(text("imageinfo/widthspace"), path, "imageinfo/widthspace")
+    azimuth_spacing = parse_length_m(text("imageinfo/heightspace"), path, "imageinfo/heightspace")
     product_type = (text("productinfo/productType") or "").upper()
     if range_spacing is not None:
         out.extend(_range_spacing(range_spacing, product_type, text("productinfo/productLevel"),
-                                  near=near, far=far, source=source))
+                                  near=near, far=far, source=source, path=path))
     if azimuth_spacing is not None:
         out.append(Evidence(Fact.GSD, azimuth_spacing, source, "imageinfo/heightspace",
                             "azimuth (along-track) pixel spacing, metres: already a ground distance"))
@@ -223,25 +240,27 @@ def read_gf3_sidecar(path: Path, source: str) -> list[Evidence]:
     return out
 
 
-def _polarisation(root: Element, source: str) -> list[Evidence]:
+def _polarisation(root: Element, path: Path, source: str) -> list[Evidence]:
     """Polarisation from ``productinfo/productPolar``, else the sensor's polar mode.
 
     The sensor's mode is emitted as well when it disagrees with the product
     field, so that an auditor sees both. The channels that carry data are
     named from the non-NULL calibration constants, because the polarisation
     code alone does not say it: a real UFS sidecar writes ``DH`` and gives a
-    calibration constant for HH only.
+    calibration constant for HH only. ``polarParams`` is a list (one
+    ``<polar>`` per mode, ``num`` of them), so each of its modes is read.
     """
     out: list[Evidence] = []
-    product_polar = find_text(root, "productinfo/productPolar")
-    sensor_polar = find_text(root, "sensor/polarParams/polar/polarMode")
+    product_polar = find_text(root, "productinfo/productPolar", file=path)
+    for sensor_polar in find_texts(root, "sensor/polarParams/polar/polarMode"):
+        if sensor_polar != product_polar:
+            detail = "" if product_polar is None else f"differs from productinfo/productPolar {product_polar!r}"
+            out.append(Evidence(Fact.POLARISATION, sensor_polar, source, "sensor/polarParams/polar/polarMode",
+                                detail))
     if product_polar is not None:
-        out.append(Evidence(Fact.POLARISATION, product_polar, source, "productinfo/productPolar"))
-    if sensor_polar is not None and sensor_polar != product_polar:
-        detail = "" if product_polar is None else f"differs from productinfo/productPolar {product_polar!r}"
-        out.append(Evidence(Fact.POLARISATION, sensor_polar, source, "sensor/polarParams/polar/polarMode", detail))
+        out.insert(0, Evidence(Fact.POLARISATION, product_polar, source, "productinfo/productPolar"))
     calibrated = [pol for pol in ("HH", "HV", "VH", "VV")
-                  if find_text(root, f"processinfo/CalibrationConst/{pol}") is not None]
+                  if find_text(root, f"processinfo/CalibrationConst/{pol}", file=path) is not None]
     if calibrated:
         out.append(Evidence(Fact.INFO, ",".join(calibrated), source, "processinfo/CalibrationConst",
                             "polarisation channels with a calibration constant (the others are NULL)"))
@@ -249,7 +268,7 @@ def _polarisation(root: Element, source: str) -> list[Evidence]:
 
 
 def _range_spacing(spacing: float, product_type: str, level: str | None, *,
-                   near: float | None, far: float | None, source: str) -> list[Evidence]:
+                   near: float | None, far: float | None, source: str, path: Path) -> list[Evidence]:
     """The ground range spacing evidence for ``imageinfo/widthspace``."""
     field = "imageinfo/widthspace"
     if product_type not in SLANT_RANGE_TYPES:
@@ -273,20 +292,10 @@ def _range_spacing(spacing: float, product_type: str, level: str | None, *,
                               f"slant-range spacing used as ground spacing: far-range incidence angle "
                               f"missing (incidence given: {why}); slant <= ground, so this errs finer")]
     angle = far if near is None else max(near, far)
-    ground = spacing / math.sin(math.radians(angle))
+    ground = check_length_m(spacing / math.sin(math.radians(angle)), path, field)
     return [raw, Evidence(Fact.GSD, ground, source, field,
                           f"ground-range spacing = slant {spacing:g} m / sin({angle:g} deg) = {ground:.6g} m, "
                           f"using the far-range (largest) incidence, which gives the finest ground spacing")]
-
-
-def _parse_count(text: str | None, path: Path, field: str) -> int | None:
-    """A positive whole number of pixels, None when the field is empty."""
-    value = parse_positive(text, path, field)
-    if value is None:
-        return None
-    if not value.is_integer():
-        raise ProductReadError(path, f"<{field}> is not a whole number of pixels: {text!r}")
-    return int(value)
 
 
 def _parse_angle(text: str | None, path: Path, field: str) -> float | None:
@@ -297,7 +306,8 @@ def _parse_angle(text: str | None, path: Path, field: str) -> float | None:
     """
     value = parse_float(text, path, field)
     if value is not None and not 0.0 < value < 90.0:
-        raise ProductReadError(path, f"<{field}> is not an incidence angle in (0, 90) degrees: {text!r}")
+        raise ProductReadError(path, f"<{field}> is absurd: {shown(text)} is not an incidence angle "
+                                     "in (0, 90) degrees")
     return value
 
 
@@ -306,8 +316,10 @@ def _footprint(root: Element, path: Path) -> tuple[str | None, str] | None:
     points: list[tuple[float, float]] = []
     for corner in _CORNER_RING:
         base = f"imageinfo/corner/{corner}"
-        lat = parse_float(find_text(root, f"{base}/latitude"), path, f"{base}/latitude")
-        lon = parse_float(find_text(root, f"{base}/longitude"), path, f"{base}/longitude")
+        lat = parse_float(find_text(root, f"{base}/latitude", file=path), path, f"{base}/latitude",
+                          lowest=-90.0, highest=90.0, what="latitude")
+        lon = parse_float(find_text(root, f"{base}/longitude", file=path), path, f"{base}/longitude",
+                          lowest=-180.0, highest=180.0, what="longitude")
         if lat is None or lon is None:
             return None
         points.append((lon, lat))

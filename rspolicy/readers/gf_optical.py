@@ -15,6 +15,7 @@ Traps the real files hold, each handled here:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
@@ -22,7 +23,16 @@ from shapely.geometry import Polygon
 
 from rspolicy.errors import ProductReadError
 from rspolicy.model import Evidence, Fact, ProductClass, Strength
-from rspolicy.readers.xmlutil import find_text, local_name, parse_float, parse_positive, parse_xml
+from rspolicy.readers.xmlutil import (
+    check_length_m,
+    find_text_anywhere,
+    local_name,
+    parse_float,
+    parse_length_m,
+    parse_pixel_count,
+    parse_xml,
+    shown,
+)
 
 #: Cameras whose sidecars number the panchromatic band 5 and the
 #: multispectral bands 1-4 (GF-1, GF-1B/C/D, GF-2 and GF-6 PMS).
@@ -39,6 +49,11 @@ _SENSOR_CLASSES: tuple[tuple[re.Pattern[str], ProductClass, str], ...] = (
 )
 
 _CORNERS = ("TopLeft", "TopRight", "BottomRight", "BottomLeft")
+
+#: A band number as sidecars write it, and the most bands a sidecar may list
+#: (hyperspectral AHSI has 330).
+_BAND_NUMBER = re.compile(r"\d{1,4}", re.ASCII)
+_MAX_BANDS = 4096
 
 
 def is_gf_optical_root(root: Element) -> bool:
@@ -74,58 +89,55 @@ def read_gf_optical_sidecar(path: Path, source: str) -> list[Evidence]:
         raise ProductReadError(path, f"not a <ProductMetaData> sidecar (root is <{local_name(root.tag)}>)")
     out: list[Evidence] = []
 
+    def text(field: str) -> str | None:
+        # The fields are flat, but a copy nested anywhere counts as well.
+        return find_text_anywhere(root, field, file=path)
+
     def add(fact: Fact, field: str, value: str | float | int | None, detail: str = "") -> None:
         if value is not None:
             out.append(Evidence(fact, value, source, field, detail))
 
-    satellite = find_text(root, "SatelliteID")
-    sensor = find_text(root, "SensorID")
+    satellite = text("SatelliteID")
+    sensor = text("SensorID")
     add(Fact.SATELLITE, "SatelliteID", satellite)
     add(Fact.SENSOR, "SensorID", sensor)
-    add(Fact.PRODUCT_ID, "ProductID", find_text(root, "ProductID"))
-    add(Fact.PRODUCT_LEVEL, "ProductLevel", find_text(root, "ProductLevel"))
-    add(Fact.ACQUISITION_TIME, "CenterTime", find_text(root, "CenterTime") or find_text(root, "StartTime"))
+    add(Fact.PRODUCT_ID, "ProductID", text("ProductID"))
+    add(Fact.PRODUCT_LEVEL, "ProductLevel", text("ProductLevel"))
+    add(Fact.ACQUISITION_TIME, "CenterTime", text("CenterTime") or text("StartTime"))
 
-    gsd = parse_positive(find_text(root, "ImageGSD"), path, "ImageGSD")
+    gsd = parse_length_m(text("ImageGSD"), path, "ImageGSD")
     add(Fact.GSD, "ImageGSD", gsd, "ground sampling distance stated by the distributor")
-    width = _parse_count(find_text(root, "WidthInPixels"), path, "WidthInPixels")
-    height = _parse_count(find_text(root, "HeightInPixels"), path, "HeightInPixels")
+    width = parse_pixel_count(text("WidthInPixels"), path, "WidthInPixels")
+    height = parse_pixel_count(text("HeightInPixels"), path, "HeightInPixels")
     add(Fact.WIDTH, "WidthInPixels", width)
     add(Fact.HEIGHT, "HeightInPixels", height)
     for axis, pixels in (("Width", width), ("Height", height)):
-        metres = parse_positive(find_text(root, f"{axis}InMeters"), path, f"{axis}InMeters")
+        metres = parse_length_m(text(f"{axis}InMeters"), path, f"{axis}InMeters")
         if metres is not None and pixels:
-            add(Fact.GSD, f"{axis}InMeters/{axis}InPixels", metres / pixels,
+            field = f"{axis}InMeters/{axis}InPixels"
+            add(Fact.GSD, field, check_length_m(metres / pixels, path, field),
                 f"{metres:g} m over {pixels} pixels")
 
-    band_text = find_text(root, "Bands")
+    band_text = text("Bands")
     bands = _parse_band_numbers(band_text, path)
     if bands:
         add(Fact.BAND_NUMBERS, "Bands", ",".join(str(b) for b in bands),
             f"band numbers (not a count): {len(bands)} band(s)")
     out.extend(_class_hints(sensor, bands, source))
-    footprint = _footprint(root, path)
+    footprint = _footprint(text, path)
     add(Fact.FOOTPRINT, "TopLeft..BottomLeft Latitude/Longitude", footprint)
     return out
-
-
-def _parse_count(text: str | None, path: Path, field: str) -> int | None:
-    value = parse_positive(text, path, field)
-    if value is None:
-        return None
-    if value != int(value):
-        raise ProductReadError(path, f"<{field}> is not a whole number of pixels: {text!r}")
-    return int(value)
 
 
 def _parse_band_numbers(text: str | None, path: Path) -> tuple[int, ...]:
     if text is None:
         return ()
-    parts = [p.strip() for p in re.split(r"[,\s;]+", text) if p.strip()]
-    try:
-        return tuple(int(p) for p in parts)
-    except ValueError:
-        raise ProductReadError(path, f"<Bands> is not a list of band numbers: {text!r}") from None
+    parts = [p for p in re.split(r"[,\s;]+", text) if p]
+    # Band numbers are small ASCII integers; int() would also take "1_0",
+    # full-width digits and thousand-digit strings.
+    if len(parts) > _MAX_BANDS or not all(_BAND_NUMBER.fullmatch(p) for p in parts):
+        raise ProductReadError(path, f"<Bands> is not a list of band numbers: {shown(text)}")
+    return tuple(int(p) for p in parts)
 
 
 def _class_hints(sensor: str | None, bands: tuple[int, ...], source: str) -> list[Evidence]:
@@ -149,14 +161,14 @@ def _class_hints(sensor: str | None, bands: tuple[int, ...], source: str) -> lis
     return hints
 
 
-def _footprint(root: Element, path: Path) -> str | None:
+def _footprint(text: Callable[[str], str | None], path: Path) -> str | None:
     points: list[tuple[float, float]] = []
     for corner in _CORNERS:
-        lat = parse_float(find_text(root, f"{corner}Latitude"), path, f"{corner}Latitude")
-        lon = parse_float(find_text(root, f"{corner}Longitude"), path, f"{corner}Longitude")
+        lat = parse_float(text(f"{corner}Latitude"), path, f"{corner}Latitude",
+                          lowest=-90.0, highest=90.0, what="latitude")
+        lon = parse_float(text(f"{corner}Longitude"), path, f"{corner}Longitude",
+                          lowest=-180.0, highest=360.0, what="longitude")
         if lat is None or lon is None:
             return None
-        if not (-90 <= lat <= 90 and -180 <= lon <= 360):
-            raise ProductReadError(path, f"<{corner}Latitude/Longitude> out of range: {lat}, {lon}")
         points.append((lon, lat))
     return str(Polygon(points).wkt)

@@ -17,6 +17,15 @@ GHI) and HY-1C/1D / HY-2 deliver HDF5 files whose facts sit in three places:
 
 Nothing but metadata is read: no dataset is ever read, so a multi-gigabyte
 swath is screened as quickly as a small one.
+
+A product is one file: an HDF5 file that refers to others (an external
+link, a dataset stored in external files, a virtual dataset) or carries a
+user block (bytes before the HDF5 data, which another program may read as
+something else) is refused, naming the object. The walk is bounded in
+objects and depth, never follows soft links and visits each group once,
+so link cycles cannot hold it. Numbers read (resolution attributes,
+resolution tokens of names, dataset shapes) must be sane, or the file is
+refused.
 """
 
 from __future__ import annotations
@@ -33,6 +42,13 @@ import numpy as np
 
 from rspolicy.errors import ProductReadError
 from rspolicy.model import Evidence, Fact, ProductClass, Scalar, Strength
+from rspolicy.readers.xmlutil import (
+    MAX_LENGTH_M,
+    MAX_PIXEL_COUNT,
+    MIN_LENGTH_M,
+    check_length_m,
+    shown,
+)
 
 __all__ = [
     "SensorInfo",
@@ -43,13 +59,22 @@ __all__ = [
     "sensor_info",
 ]
 
-#: Walking more objects than this is not metadata reading any more; a real
-#: FY-3/FY-4 L1 file holds a few dozen datasets.
-MAX_OBJECTS = 100_000
+#: Walking more links or attributes than this is not metadata reading any
+#: more; a real FY-3/FY-4 L1 file holds a few dozen datasets. A file beyond
+#: it is refused: what was not walked was not checked.
+MAX_OBJECTS = 10_000
+
+#: A file with more root attributes than this is not a product file (real
+#: ones have a few dozen).
+MAX_ATTRIBUTES = 10_000
+
+#: Groups nested deeper than this are refused (real files nest 2-3 deep).
+MAX_DEPTH = 32
 
 #: Errors h5py raises for files it cannot open or objects it cannot decode.
-#: h5py maps HDF5 failures onto several builtins, not one.
-_H5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
+#: h5py maps HDF5 failures onto several builtins, not one; RecursionError is
+#: a RuntimeError, OverflowError an ArithmeticError.
+_H5_ERRORS = (OSError, RuntimeError, ValueError, LookupError, TypeError, ArithmeticError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -135,10 +160,11 @@ _NAMES: dict[str, str] = dict(sorted({**{n: n for n in SENSORS}, **_ALIASES}.ite
 #: Short names (RM, ALT, CZI ...) are matched exactly.
 _PREFIX_MIN = 4
 
-_SAT_RE = re.compile(r"^(FY|HY)[\s_-]*(\d)([A-Z]?)$")
-_SAT_SHORT_RE = re.compile(r"^H(\d)([A-Z])$")
+_SAT_RE = re.compile(r"^(FY|HY)[\s_-]*(\d)([A-Z]?)$", re.ASCII)
+_SAT_SHORT_RE = re.compile(r"^H(\d)([A-Z])$", re.ASCII)
 _LEVEL_RE = re.compile(r"^L([0-4])([A-Z]?)$")
-_RES_TOKEN_RE = re.compile(r"^(\d{1,5})(M|KM)$")
+#: ASCII digits only: ``\d`` alone would read full-width digits too.
+_RES_TOKEN_RE = re.compile(r"^(\d{1,5})(M|KM)$", re.ASCII)
 
 
 def _squash(text: str) -> str:
@@ -208,8 +234,11 @@ def filename_resolution_m(name: str) -> float | None:
     15000.0
     >>> filename_resolution_m("H1C_OPER_CZI_L1B_20190101T010500_00103_10.h5") is None
     True
+
+    Tokens outside [1 mm, 40,000 km] (``_0000M_``) are not resolutions and
+    are left out here; :func:`read_hdf5` refuses a file named with one.
     """
-    values = _NameFacts.parse(name).resolutions
+    values = [v for v in _NameFacts.parse(name).resolutions if MIN_LENGTH_M <= v <= MAX_LENGTH_M]
     return min(values) if values else None
 
 
@@ -254,8 +283,7 @@ class _NameFacts:
             match = _RES_TOKEN_RE.match(token)
             if match:
                 metres = float(match[1]) * (1000.0 if match[2] == "KM" else 1.0)
-                if metres > 0:
-                    resolutions.append(_Token(metres, token))
+                resolutions.append(_Token(metres, token))
         return cls(satellite, sensor, level, _name_time(tokens), tuple(resolutions))
 
 
@@ -263,11 +291,12 @@ def _name_time(tokens: list[str]) -> _Token | None:
     """Start time from FY-3 ``YYYYMMDD_HHMM``, FY-4 ``YYYYMMDDhhmmss`` or HY ``YYYYMMDDThhmmss``."""
     for i, token in enumerate(tokens):
         formats: list[tuple[str, str]] = []
-        if re.fullmatch(r"\d{14}", token):
+        if re.fullmatch(r"\d{14}", token, re.ASCII):
             formats.append((token, "%Y%m%d%H%M%S"))
-        elif re.fullmatch(r"\d{8}T\d{6}", token):
+        elif re.fullmatch(r"\d{8}T\d{6}", token, re.ASCII):
             formats.append((token, "%Y%m%dT%H%M%S"))
-        elif re.fullmatch(r"\d{8}", token) and i + 1 < len(tokens) and re.fullmatch(r"\d{4}", tokens[i + 1]):
+        elif (re.fullmatch(r"\d{8}", token, re.ASCII) and i + 1 < len(tokens)
+              and re.fullmatch(r"\d{4}", tokens[i + 1], re.ASCII)):
             formats.append((f"{token}_{tokens[i + 1]}", "%Y%m%d_%H%M"))
         for text, fmt in formats:
             try:
@@ -334,7 +363,6 @@ class _Contents:
     unreadable: tuple[str, ...]
     largest: _Shape | None
     dataset_count: int
-    walk_truncated: bool
 
 
 #: Normalised attribute names worth reading. Everything else stays unread.
@@ -355,15 +383,24 @@ def _wanted(norm: str) -> bool:
             or "resolution" in norm)
 
 
-def _read_contents(h5: Any) -> _Contents:
-    import h5py  # noqa: PLC0415  (h5py costs a twentieth of a second to import; only HDF5 products need it)
+def _non_finite(raw: Any) -> bool:
+    """Whether an attribute value is one number that is NaN or infinite."""
+    array = np.asarray(raw)
+    return array.size == 1 and array.dtype.kind in "fc" and not bool(np.all(np.isfinite(array)))
 
+
+def _read_contents(h5: Any, path: Path) -> _Contents:
+    if h5.userblock_size:
+        raise ProductReadError(path, f"HDF5 user block of {h5.userblock_size} bytes before the HDF5 data: "
+                                     "bytes another program may read as something else; not read")
     attrs: dict[str, _Attr] = {}
     unreadable: list[str] = []
-    for key in h5.attrs:
+    for index, key in enumerate(h5.attrs):
+        if index >= MAX_ATTRIBUTES:
+            raise ProductReadError(path, f"more than {MAX_ATTRIBUTES} root attributes: not a product file")
         name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
         norm = _norm_key(name)
-        if norm in attrs or not _wanted(norm):
+        if not _wanted(norm):
             continue
         try:
             raw = h5.attrs[key]
@@ -371,25 +408,86 @@ def _read_contents(h5: Any) -> _Contents:
             # one odd attribute type should not hide the rest of the file
             unreadable.append(name)
             continue
-        attrs[norm] = _Attr(name, _to_scalar(raw))
+        if "resolution" in norm and _non_finite(raw):
+            raise ProductReadError(path, f"attribute {name!r} is absurd: {shown(raw)} is not a finite number")
+        attr = _Attr(name, _to_scalar(raw))
+        earlier = attrs.setdefault(norm, attr)
+        if earlier.value != attr.value:
+            # "Satellite Name" and "Satellite_Name" are one field to every
+            # reader: written twice with different values, the file is malformed.
+            raise ProductReadError(path, f"attributes {earlier.key!r} and {name!r} name one field with different "
+                                         f"values ({shown(earlier.value)}, {shown(attr.value)})")
+    largest, dataset_count = _walk(h5, path)
+    return _Contents(attrs, tuple(unreadable), largest, dataset_count)
 
-    largest: list[_Shape] = []
-    count = [0, 0]  # datasets seen, objects visited
 
-    def visit(name: str, obj: Any) -> bool | None:
-        count[1] += 1
-        if count[1] > MAX_OBJECTS:
-            return True
-        if isinstance(obj, h5py.Dataset):
-            count[0] += 1
-            shape = tuple(int(n) for n in (obj.shape or ()))
-            if len(shape) >= 2 and (not largest or _area(shape) > _area(largest[0].shape)):
-                largest[:] = [_Shape("/" + name, shape)]
-        return None
+def _walk(h5: Any, path: Path) -> tuple[_Shape | None, int]:
+    """The largest 2-D dataset and the number of datasets, checking every link.
 
-    h5.visititems(visit)
-    return _Contents(attrs, tuple(unreadable), largest[0] if largest else None, count[0],
-                     count[1] > MAX_OBJECTS)
+    Every link is looked at without being followed (``getlink``): external
+    links, external storage and virtual datasets refuse the file, soft links
+    are skipped (their targets are walked where they live), and a group met
+    twice through hard links is walked once.
+
+    Raises
+    ------
+    ProductReadError
+        Naming the object that refers to another file, or when the file
+        holds more than :data:`MAX_OBJECTS` links or nests groups deeper
+        than :data:`MAX_DEPTH`.
+    """
+    import h5py  # noqa: PLC0415  (h5py costs a twentieth of a second to import; only HDF5 products need it)
+
+    largest: _Shape | None = None
+    datasets = links = 0
+    seen: set[tuple[int, int]] = set()
+
+    def walk(group: Any, prefix: str, depth: int) -> None:
+        # Recursion is bounded by MAX_DEPTH, far below Python's limit; the
+        # order (depth first, by name) is the one h5py's visititems uses.
+        nonlocal largest, datasets, links
+        info = h5py.h5o.get_info(group.id)
+        if (info.fileno, info.addr) in seen:
+            return
+        seen.add((info.fileno, info.addr))
+        if depth > MAX_DEPTH:
+            raise ProductReadError(path, f"groups nested more than {MAX_DEPTH} deep at {prefix or '/'}: "
+                                         "not a product file")
+        for key in group:
+            links += 1
+            if links > MAX_OBJECTS:
+                raise ProductReadError(path, f"more than {MAX_OBJECTS} objects: not a product file, "
+                                             "and what is not walked is not checked")
+            where = f"{prefix}/{key}"
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise ProductReadError(path, f"{where} is an external link to {shown(link.filename)} "
+                                             f"{shown(link.path)}: an HDF5 product that refers to other files "
+                                             "is not read")
+            if not isinstance(link, h5py.HardLink):
+                continue
+            obj = group.get(key)
+            if isinstance(obj, h5py.Group):
+                walk(obj, where, depth + 1)
+            elif isinstance(obj, h5py.Dataset):
+                datasets += 1
+                if obj.is_virtual:
+                    raise ProductReadError(path, f"{where} is a virtual dataset (its data lives in other files): "
+                                                 "not read")
+                if obj.external:
+                    raise ProductReadError(path, f"{where} is stored in external files "
+                                                 f"({shown(obj.external[0][0])}...): not read")
+                shape = tuple(int(n) for n in (obj.shape or ()))
+                if len(shape) < 2 or min(shape[-2:]) < 1:
+                    continue
+                if max(shape[-2:]) > MAX_PIXEL_COUNT:
+                    raise ProductReadError(path, f"{where} is absurd: shape {shape} has more than "
+                                                 f"{MAX_PIXEL_COUNT} pixels along an axis")
+                if largest is None or _area(shape) > _area(largest.shape):
+                    largest = _Shape(where, shape)
+
+    walk(h5, "", 0)
+    return largest, datasets
 
 
 def _area(shape: tuple[int, ...]) -> int:
@@ -422,7 +520,13 @@ def read_hdf5(path: Path, source: str) -> list[Evidence]:
     Raises
     ------
     ProductReadError
-        When the file is missing or is not a readable HDF5 file.
+        When the file is missing or is not a readable HDF5 file; when it
+        refers to other files (external link, external storage, virtual
+        dataset) or has a user block, naming the object; when it holds more
+        than :data:`MAX_OBJECTS` links or groups deeper than
+        :data:`MAX_DEPTH`; when a resolution (attribute or name token) is
+        outside [1 mm, 40,000 km] or a dataset is more than 10^7 pixels
+        along an axis.
     """
     try:
         # Delivery media are often read-only or network mounts where HDF5's
@@ -430,7 +534,9 @@ def read_hdf5(path: Path, source: str) -> list[Evidence]:
         import h5py  # noqa: PLC0415  (see _read_contents)
 
         with h5py.File(path, "r", locking=False) as h5:
-            contents = _read_contents(h5)
+            contents = _read_contents(h5, path)
+    except ProductReadError:
+        raise
     except _H5_ERRORS as exc:
         raise ProductReadError(path, f"not a readable HDF5 file: {_reason(exc)}") from exc
     return _dedupe(_evidence(path, source, contents))
@@ -494,7 +600,7 @@ def _evidence(path: Path, source: str, contents: _Contents) -> Iterator[Evidence
         if time_ev:
             yield time_ev
             break
-    yield from _attr_resolutions(attrs, source)
+    yield from _attr_resolutions(attrs, path, source)
 
     # Then names: the on-disk name is what the recipient sees; the "File
     # Name" attribute survives a renaming of the file.
@@ -519,6 +625,7 @@ def _evidence(path: Path, source: str, contents: _Contents) -> Iterator[Evidence
             yield Evidence(Fact.ACQUISITION_TIME, facts.time.value, source, field,
                            f"{origin}: start-time token {facts.time.written!r} (UTC)")
         for token in facts.resolution_tokens:
+            check_length_m(float(token.value or 0.0), path, f"{field} resolution token {token.written}")
             yield Evidence(Fact.GSD, token.value, source, field,
                            f"{origin}: resolution token {token.written!r} = {token.value:g} m, the nominal "
                            "nadir pixel spacing of the file's grid")
@@ -542,9 +649,6 @@ def _evidence(path: Path, source: str, contents: _Contents) -> Iterator[Evidence
                            "FY-4 sampling/stepping angle (microradians), not a ground distance: not used as GSD")
     for name in contents.unreadable:
         yield Evidence(Fact.INFO, None, source, name, "attribute of a type h5py cannot read; ignored")
-    if contents.walk_truncated:
-        yield Evidence(Fact.INFO, MAX_OBJECTS, source, "structure",
-                       f"more than {MAX_OBJECTS} objects; dataset shapes were read from the first ones only")
 
 
 def _satellite(written: str, source: str, field: str, origin: str = "") -> Evidence:
@@ -595,12 +699,13 @@ def _unit_factor(unit: str) -> float:
     return 1000.0 if unit.lower().startswith("k") else 1.0
 
 
-def _attr_resolutions(attrs: dict[str, _Attr], source: str) -> Iterator[Evidence]:
+def _attr_resolutions(attrs: dict[str, _Attr], path: Path, source: str) -> Iterator[Evidence]:
     """GSD from resolution attributes, only when a length unit is stated.
 
     A bare number could be metres, kilometres or degrees (gridded L3
     products write 0.25 for a quarter-degree grid); taking it as metres
     could invent a sub-metre resolution, so it is reported as INFO instead.
+    A length outside [1 mm, 40,000 km] refuses the file.
     """
     for norm, attr in attrs.items():
         value = attr.value
@@ -621,7 +726,8 @@ def _attr_resolutions(attrs: dict[str, _Attr], source: str) -> Iterator[Evidence
             if unit:
                 metres = float(value) * _unit_factor(unit[1])
                 how = f"attribute value {value!r} in {unit[1]!r}"
-        if metres is not None and math.isfinite(metres) and metres > 0:
+        if metres is not None:
+            check_length_m(metres, path, f"attribute {attr.key}", str(value))
             yield Evidence(Fact.GSD, metres, source, attr.key, f"{how} = {metres:g} m")
         else:
             yield Evidence(Fact.INFO, value, source, attr.key,

@@ -11,8 +11,8 @@ are, but with differences that matter here:
   (``ProductInfo/Resolution``, ``ImageInfo/CentreTime``,
   ``ImageInfo/Corners/TopLeft/TopLeft_Latitude``) where GF's are flat.
 
-Both layouts are read: each field is looked up as a child of the root
-first, then anywhere in the document.
+Both layouts are read: a field is every element of its name anywhere in the
+document, and one written more than once must say the same everywhere.
 """
 
 from __future__ import annotations
@@ -28,36 +28,44 @@ from shapely.geometry import Polygon
 from rspolicy.errors import ProductReadError
 from rspolicy.model import Evidence, Fact
 from rspolicy.readers.hdf5 import normalise_satellite, sensor_info
-from rspolicy.readers.xmlutil import local_name, parse_float, parse_positive, parse_xml
+from rspolicy.readers.xmlutil import (
+    check_length_m,
+    element_text,
+    iter_named,
+    local_name,
+    parse_float,
+    parse_pixel_count,
+    parse_xml,
+    shown,
+    sidecar_file,
+    single_value,
+)
 
 __all__ = ["is_hy_root", "read_hy_sidecar"]
 
 _HY_SATELLITE_RE = re.compile(r"^HY-?\d", re.IGNORECASE)
 _CORNERS = ("TopLeft", "TopRight", "BottomRight", "BottomLeft")
-_LENGTH_RE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(m|km|meters?|metres?)?\s*", re.IGNORECASE)
-#: Values distributors write for "no value" (as in xmlutil).
-_EMPTY = {"", "null", "none", "nan", "n/a", "-"}
+_LENGTH_RE = re.compile(r"\s*(\S+?)\s*(m|km|meters?|metres?)?\s*", re.IGNORECASE)
+#: A band number as sidecars write it, and the most a sidecar may list.
+_BAND_NUMBER = re.compile(r"\d{1,4}", re.ASCII)
+_MAX_BANDS = 4096
 
 
-def _element(root: Element, name: str) -> Element | None:
-    """The field ``name``: a child of the root, else the first descendant."""
-    for child in root:
-        if local_name(child.tag) == name:
-            return child
-    return next((node for node in root.iter() if local_name(node.tag) == name), None)
+def _values(elements: list[Element], root: Element, name: str) -> str | None:
+    """The one value of a field written at each of ``elements``."""
+    unique = list({id(e): e for e in elements}.values())
+    return single_value([element_text(e) for e in unique], sidecar_file(root), name)
 
 
-def _text(node: Element | None) -> str | None:
-    if node is None or node.text is None:
-        return None
-    text = node.text.strip()
-    return None if text.lower() in _EMPTY else text
+def _value(root: Element, name: str) -> str | None:
+    """The field ``name`` wherever it is written (flat or nested)."""
+    return _values(list(iter_named(root, name)), root, name)
 
 
 def _field(root: Element, *names: str) -> tuple[str, str] | None:
     """The first of ``names`` present with a value, as ``(name, text)``."""
     for name in names:
-        text = _text(_element(root, name))
+        text = _value(root, name)
         if text is not None:
             return name, text
     return None
@@ -77,7 +85,7 @@ def is_hy_root(root: Element) -> bool:
     """
     if local_name(root.tag) != "ProductMetaData":
         return False
-    satellite = _text(_element(root, "SatelliteID"))
+    satellite = _value(root, "SatelliteID")
     return satellite is not None and _HY_SATELLITE_RE.match(satellite) is not None
 
 
@@ -176,22 +184,24 @@ def _metres(text: str, path: Path, field: str) -> tuple[float, str]:
     """A positive length in metres, from ``50``, ``50m`` or ``1.1 km``."""
     match = _LENGTH_RE.fullmatch(text)
     if match is None:
-        raise ProductReadError(path, f"<{field}> is not a length in metres: {text!r}")
-    number = parse_positive(match[1], path, field) or 0.0
+        raise ProductReadError(path, f"<{field}> is not a length in metres: {shown(text)}")
+    number = parse_float(match[1], path, field) or 0.0
     unit = match[2] or ""
-    return number * (1000.0 if unit.lower().startswith("k") else 1.0), unit
+    metres = number * (1000.0 if unit.lower().startswith("k") else 1.0)
+    return check_length_m(metres, path, field, text), unit
 
 
 def _count(text: str, path: Path, field: str) -> int:
-    value = parse_positive(text, path, field)
-    if value is None or value != int(value):
-        raise ProductReadError(path, f"<{field}> is not a whole number of pixels: {text!r}")
-    return int(value)
+    value = parse_pixel_count(text, path, field)
+    if value is None:
+        raise ProductReadError(path, f"<{field}> is not a whole number of pixels: {shown(text)}")
+    return value
 
 
 def _bands(text: str, source: str) -> list[Evidence]:
     items = [item for item in re.split(r"[\s,;]+", text) if item]
-    if items and all(item.isdigit() for item in items):
+    # isdigit() would take full-width digits and superscripts, which int() then refuses.
+    if items and len(items) <= _MAX_BANDS and all(_BAND_NUMBER.fullmatch(item) for item in items):
         numbers = ",".join(str(int(item)) for item in items)
         return [Evidence(Fact.BAND_NUMBERS, numbers, source, "Bands"),
                 Evidence(Fact.BAND_COUNT, len(items), source, "Bands", f"{len(items)} band numbers listed")]
@@ -202,18 +212,13 @@ def _corner_text(root: Element, corner: str, axis: str) -> str | None:
     """One corner coordinate in any of the known layouts.
 
     Flat GF style ``TopLeftLatitude``; NSOAS ``TopLeft_Latitude``, either
-    anywhere or inside a ``TopLeft`` block; or ``TopLeft/Latitude``.
+    anywhere or inside a ``TopLeft`` block; or ``TopLeft/Latitude``. Every
+    place it is written counts, and they must agree.
     """
-    for name in (f"{corner}{axis}", f"{corner}_{axis}"):
-        text = _text(_element(root, name))
-        if text is not None:
-            return text
-    block = _element(root, corner)
-    if block is not None:
-        for child in block:
-            if local_name(child.tag) in (axis, f"{corner}_{axis}"):
-                return _text(child)
-    return None
+    elements = [*iter_named(root, f"{corner}{axis}"), *iter_named(root, f"{corner}_{axis}")]
+    for block in iter_named(root, corner):
+        elements.extend(child for child in block if local_name(child.tag) == axis)
+    return _values(elements, root, f"{corner}{axis}")
 
 
 def _footprint(root: Element, path: Path, source: str) -> list[Evidence]:
@@ -222,15 +227,11 @@ def _footprint(root: Element, path: Path, source: str) -> list[Evidence]:
     for corner in _CORNERS:
         lat_text = _corner_text(root, corner, "Latitude")
         lon_text = _corner_text(root, corner, "Longitude")
-        lat = parse_float(lat_text, path, f"{corner}Latitude")
-        lon = parse_float(lon_text, path, f"{corner}Longitude")
+        lat = parse_float(lat_text, path, f"{corner}Latitude", lowest=-90.0, highest=90.0, what="latitude")
+        lon = parse_float(lon_text, path, f"{corner}Longitude", lowest=-180.0, highest=360.0, what="longitude")
         if lat is None or lon is None:
             missing.append(corner)
             continue
-        if not -90.0 <= lat <= 90.0:
-            raise ProductReadError(path, f"<{corner}Latitude> is not a latitude: {lat_text!r}")
-        if not -180.0 <= lon <= 360.0:
-            raise ProductReadError(path, f"<{corner}Longitude> is not a longitude: {lon_text!r}")
         points.append((lon, lat))
     if len(missing) == len(_CORNERS):
         return []
