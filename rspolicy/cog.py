@@ -49,6 +49,7 @@ from rasterio.windows import Window
 from rspolicy import degrade
 from rspolicy.degrade import GDAL_ENV, block_row_windows, read_ahead, whole_periods
 from rspolicy.errors import OutputError, ResampleError
+from rspolicy.readers.gdalopen import READ_ENV
 from rspolicy.resample import SarMode, area_average
 
 __all__ = ["BLOCKSIZE", "overview_sar_mode", "overview_shapes", "write_cog"]
@@ -59,11 +60,13 @@ BLOCKSIZE: Final = 512
 #: Prefix of the private temporary folder created beside the output.
 TMP_PREFIX: Final = ".rspolicy-cog-"
 
-# No side files (.aux.xml) anywhere, as for degrading; a larger block cache:
+# No side files (.aux.xml) read or written anywhere, as for inputs (the COG
+# writer reads only rspolicy's own scratch files, but with the same
+# settings); read errors never filled in; a larger block cache:
 # it must hold the partly written tile rows of the levels of one pass (tens
 # of MB for an 18000-pixel-wide complex image): a tile evicted half written
 # is compressed at every later write to it.
-_ENV: Final[dict[str, Any]] = {**GDAL_ENV, "GDAL_CACHEMAX": 128 * 1024 * 1024}
+_ENV: Final[dict[str, Any]] = {**READ_ENV, **GDAL_ENV, "GDAL_CACHEMAX": 128 * 1024 * 1024}
 
 # Temporary level files: small tiles keep the partly written tile rows in the
 # block cache small; fast compression, since the COG driver re-encodes them.

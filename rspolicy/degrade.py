@@ -13,25 +13,39 @@ covering the source.
 
 Memory stays bounded by the chunk size times the chunks in flight, whatever
 the scene size.
+
+Rebuilding (:func:`rebuild_raster`) streams an allowed image through the
+same chunks into a new file that carries only what rspolicy knows.
+
+Sources are opened only through :func:`rspolicy.readers.gdalopen.open_input`
+(GeoTIFF driver, nothing beside the file). A damaged source is never written
+out with missing parts filled in: a strip or tile table that is empty or runs
+past the end of the file, and any GDAL error or warning while reading pixels,
+raise :class:`rspolicy.errors.OutputError` and leave nothing at the output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
+import threading
 import warnings
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
+import tifffile
+from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.rpc import RPC
 from rasterio.windows import Window
 
 from rspolicy.errors import OutputError
@@ -39,6 +53,7 @@ from rspolicy.geometry import Spacing, affine_spacing, gcp_spacing, rpc_spacing
 from rspolicy.georef import scale_gcps, scale_rpc, scale_transform
 from rspolicy.model import Decision, Fact, ProductClass
 from rspolicy.policy import Policy
+from rspolicy.readers.gdalopen import input_name, open_input
 from rspolicy.resample import SarMode, area_average, as_fraction
 
 #: Largest denominator of a factor: keeps periods short; a factor is rounded
@@ -62,8 +77,22 @@ MAX_CHUNK_BYTES = 160 * 1024 * 1024
 #: uncompressed sources read straight into the array rather than block by block
 #: through the cache (GTIFF_DIRECT_IO: measured 0.06 s instead of 0.44 s for a
 #: 200 MB scene of one-row strips; compressed files ignore it).
+#: A read error is never turned into zeros (GTIFF_IGNORE_READ_ERRORS, off by default, is pinned off).
 GDAL_ENV: dict[str, Any] = {"GDAL_PAM_ENABLED": "NO", "GDAL_CACHEMAX": 32 * 1024 * 1024,
-                            "GDAL_TIFF_INTERNAL_MASK": True, "GTIFF_DIRECT_IO": "YES"}
+                            "GDAL_TIFF_INTERNAL_MASK": True, "GTIFF_DIRECT_IO": "YES",
+                            "GTIFF_IGNORE_READ_ERRORS": "NO"}
+
+#: Compressions rspolicy's writer reproduces; a rebuilt image of any other keeps DEFLATE.
+REBUILD_COMPRESSIONS: frozenset[str] = frozenset({"deflate", "lzw", "zstd", "packbits"})
+
+#: Bounds of the GDAL metadata items (default domain) an output keeps from its source:
+#: names GDAL and distributors use, short values, a bounded number.
+MAX_TAG_VALUE_BYTES = 1024
+MAX_TAGS = 64
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+#: Source items that would be untrue of an output: rspolicy's own provenance (the caller
+#: gives the output's) and band statistics (an averaged band has others).
+_DROPPED_TAG = re.compile(r"RSPOLICY_|STATISTICS_", re.I)
 
 _X_FIELD = re.compile(r"width|horizontal", re.I)
 _Y_FIELD = re.compile(r"height|vertical", re.I)
@@ -102,20 +131,43 @@ class DegradePlan:
         return self.spacing_y_m * float(self.row_factor)
 
 
-def raster_spacings(path: Path) -> list[Spacing]:
-    """Every ground spacing the raster's own georeferencing gives, per axis."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path) as ds:
+def raster_spacings(path: Path, *, rpcs: RPC | None = None) -> list[Spacing]:
+    """Every ground spacing the raster's own georeferencing gives, per axis.
+
+    Parameters
+    ----------
+    path
+        The image, opened with :func:`rspolicy.readers.gdalopen.open_input`
+        (no file beside it is consulted).
+    rpcs
+        RPCs rspolicy parsed from a file beside the image (``.rpb``), used
+        when the image holds none of its own.
+
+    Returns
+    -------
+    list of Spacing
+        One per source of georeferencing (geotransform, GCPs, RPCs).
+    """
+    try:
+        with open_input(path) as ds:
             out: list[Spacing] = []
             if ds.crs is not None and not ds.transform.is_identity:
                 out.extend(affine_spacing(ds.transform, ds.crs, ds.width, ds.height))
             gcps, gcp_crs = ds.gcps
             if gcps:
                 out.extend(gcp_spacing(gcps, gcp_crs, ds.width, ds.height))
-            if ds.rpcs is not None:
-                out.append(rpc_spacing(ds.rpcs, ds.width, ds.height))
+            own = _own_or_given_rpcs(ds, rpcs)
+            if own is not None:
+                out.append(rpc_spacing(own, ds.width, ds.height))
             return out
+    except rasterio.errors.RasterioError as exc:
+        raise OutputError(f"{path}: cannot read the georeferencing ({_one_line(exc)})") from exc
+
+
+def _own_or_given_rpcs(ds: Any, rpcs: RPC | None) -> RPC | None:
+    # The image's own RPC tag describes its pixels; a companion file only stands in for a missing one.
+    own: RPC | None = ds.rpcs
+    return own if own is not None else rpcs
 
 
 def _factor(target: float, spacing: float) -> Fraction:
@@ -125,7 +177,7 @@ def _factor(target: float, spacing: float) -> Fraction:
     return as_fraction(ratio, max_denominator=FACTOR_MAX_DENOMINATOR)
 
 
-def plan_degrade(decision: Decision, policy: Policy) -> DegradePlan:
+def plan_degrade(decision: Decision, policy: Policy, *, rpcs: RPC | None = None) -> DegradePlan:
     """Per-axis factors that bring every known spacing of the product to the target.
 
     Each axis starts from the finest spacing the raster's georeferencing gives
@@ -135,6 +187,15 @@ def plan_degrade(decision: Decision, policy: Policy) -> DegradePlan:
     target over that spacing, rounded up to a fraction with a small
     denominator, so the degraded product is never finer than the target by
     any evidence.
+
+    Parameters
+    ----------
+    decision
+        A resample decision with its product.
+    policy
+        The policy that made it (its SAR resampling modes).
+    rpcs
+        RPCs rspolicy parsed beside the image, for an image without its own.
 
     Raises
     ------
@@ -147,7 +208,7 @@ def plan_degrade(decision: Decision, policy: Policy) -> DegradePlan:
     x_candidates: list[float] = []
     y_candidates: list[float] = []
     scalars: list[float] = []
-    for spacing in raster_spacings(product.raster):
+    for spacing in raster_spacings(product.raster, rpcs=rpcs):
         x_candidates.append(spacing.x_m)
         y_candidates.append(spacing.y_m)
     for e in product.evidence:
@@ -183,7 +244,7 @@ def _sar_mode(decision: Decision, policy: Policy) -> SarMode | None:
 
 @dataclass(frozen=True)
 class RasterOutput:
-    """What :func:`degrade_raster` wrote."""
+    """What :func:`degrade_raster` or :func:`rebuild_raster` wrote."""
 
     path: Path
     width: int
@@ -192,8 +253,19 @@ class RasterOutput:
     rpcs: Any
 
 
+def array_dtype(band_type: str) -> np.dtype[Any]:
+    """The numpy type rasterio reads a band of ``band_type`` into (GDAL's CInt16 arrives as complex64).
+
+    Raises
+    ------
+    TypeError
+        For a band type numpy cannot hold.
+    """
+    return np.dtype(np.complex64) if band_type == "complex_int16" else np.dtype(band_type)
+
+
 def _output_dtype(src_dtype: str, sar_mode: SarMode | None) -> str:
-    probe = area_average(np.zeros((1, 1), dtype=src_dtype), 1, sar_mode=sar_mode)
+    probe = area_average(np.zeros((1, 1), dtype=array_dtype(src_dtype)), 1, sar_mode=sar_mode)
     return str(probe.dtype)
 
 
@@ -257,66 +329,302 @@ def whole_periods(chunks: Iterator[np.ndarray], p_row: int) -> Iterator[np.ndarr
 
 
 def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: Mapping[str, str],
-                   threads: int | None = None, intermediate: bool = False) -> RasterOutput:
+                   threads: int | None = None, intermediate: bool = False,
+                   rpcs: RPC | None = None) -> RasterOutput:
     """Write the degraded raster of ``src_path`` to ``dst_path`` (a GeoTIFF).
 
     Parameters
     ----------
     src_path
-        The source raster (never modified).
+        The source raster (never modified), opened with
+        :func:`rspolicy.readers.gdalopen.open_input`.
     dst_path
         Where to write; the caller makes this a temporary path and renames it
-        into place when the product has passed its re-screen.
+        into place when the product has passed its re-screen. Nothing is left
+        there when writing fails.
     plan
         The factors and SAR mode.
     tags
-        Provenance tags to add to the dataset's own.
+        Provenance tags to add to the source's known tags.
     threads
         Worker threads (default: the machine's cores).
     intermediate
         The file is scratch for another writer (the COG driver) that
         re-encodes it: fast ZSTD instead of the source's compression.
+    rpcs
+        RPCs rspolicy parsed beside the image, used (rescaled) when the image
+        holds none of its own.
 
     Returns
     -------
     RasterOutput
         The written size, dtype and rescaled RPCs.
+
+    Raises
+    ------
+    OutputError
+        When the source is damaged (a block missing, cut short or corrupt:
+        any GDAL error or warning while reading its pixels) or the output
+        cannot be written.
     """
     workers = max(1, threads or os.cpu_count() or 1)
     fr, fc = plan.row_factor, plan.col_factor
-    env = dict(GDAL_ENV)
+
+    def write(src: Any, meta: Any) -> RasterOutput:
+        bands, height, width = src.count, src.height, src.width
+        out_h = math.ceil(Fraction(height) / fr)
+        out_w = math.ceil(Fraction(width) / fc)
+        dtype = _output_dtype(src.dtypes[0], plan.sar_mode)
+        profile: dict[str, Any] = {"width": out_w, "height": out_h, "count": bands, "dtype": dtype,
+                                   "nodata": src.nodata if dtype == src.dtypes[0] else None,
+                                   **_creation_options(src, out_w, out_h, dtype, workers, intermediate)}
+        if src.crs is not None and not src.transform.is_identity:
+            profile.update(crs=src.crs, transform=scale_transform(src.transform, fr, fc))
+        own = _own_or_given_rpcs(src, rpcs)
+        scaled = scale_rpc(own, fr, fc) if own is not None else None
+        with _create(dst_path, profile) as dst:
+            _copy_metadata(meta, dst, tags)
+            if scaled is not None:
+                dst.rpcs = scaled
+            gcps, gcp_crs = src.gcps
+            if gcps:
+                dst.gcps = (scale_gcps(gcps, fr, fc), gcp_crs)
+            _stream(src, dst, plan, workers)
+        return RasterOutput(dst_path, out_w, out_h, dtype, scaled)
+
+    return _with_source(src_path, dst_path, workers, write, "cannot write the degraded raster")
+
+
+def rebuild_raster(src: Path, dst: Path, *, tags: Mapping[str, str], threads: int | None = None,
+                   rpcs: RPC | None = None) -> RasterOutput:
+    """Rewrite an allowed image pixel for pixel with rspolicy's writer, keeping only what rspolicy knows.
+
+    Used when a file holds bytes or tags rspolicy cannot account for: the
+    output holds only the main image (bands 1..n of the first IFD, read at
+    full resolution, never an overview) with the same dtype, size and
+    nodata; its CRS and geotransform, GCPs, RPCs, band descriptions, units,
+    colour interpretation, scales and offsets; a plain GDAL internal mask
+    (one per dataset), copied pixel for pixel; and only the GDAL metadata
+    items of the default domain that pass a bounded allow-list (names of at
+    most 64 characters, printable values of at most ``MAX_TAG_VALUE_BYTES``,
+    at most ``MAX_TAGS`` per dataset and per band, none of rspolicy's own
+    provenance items nor band statistics) plus the provenance ``tags``. No
+    XMP, EXIF, private tags, other IFDs or overviews are carried over. The
+    compression is the source's when rspolicy's writer produces it
+    (:data:`REBUILD_COMPRESSIONS`), else DEFLATE. Pixels are streamed in the
+    chunks degrading reads, so memory stays bounded.
+
+    Parameters
+    ----------
+    src
+        The source image (never modified), opened with
+        :func:`rspolicy.readers.gdalopen.open_input`.
+    dst
+        Where to write (a temporary path the caller renames into place).
+        Nothing is left there when writing fails.
+    tags
+        Provenance tags to add.
+    threads
+        Worker threads for decoding and encoding (default: the machine's cores).
+    rpcs
+        RPCs rspolicy parsed beside the image, written when the image holds
+        none of its own.
+
+    Returns
+    -------
+    RasterOutput
+        The written size, dtype and RPCs.
+
+    Raises
+    ------
+    OutputError
+        When the source is damaged (any GDAL error or warning while reading
+        its pixels, a block missing or beyond the end of the file), holds a
+        mask rspolicy does not reproduce, or the output cannot be written.
+    """
+    workers = max(1, threads or os.cpu_count() or 1)
+
+    def write(source: Any, meta: Any) -> RasterOutput:
+        with_mask = _has_dataset_mask(source, src)
+        dtype = source.dtypes[0]
+        profile: dict[str, Any] = {"width": source.width, "height": source.height, "count": source.count,
+                                   "dtype": dtype, "nodata": source.nodata,
+                                   **_rebuild_options(source, dtype, workers)}
+        if source.crs is not None:
+            profile["crs"] = source.crs
+        if not source.transform.is_identity:
+            profile["transform"] = source.transform
+        own = _own_or_given_rpcs(source, rpcs)
+        with _create(dst, profile) as out:
+            _copy_metadata(meta, out, tags)
+            if own is not None:
+                out.rpcs = own
+            gcps, gcp_crs = source.gcps
+            if gcps:
+                out.gcps = (gcps, gcp_crs)
+            _copy_pixels(source, out, with_mask)
+        return RasterOutput(dst, source.width, source.height, dtype, own)
+
+    return _with_source(src, dst, workers, write, "cannot rebuild the image")
+
+
+_R = TypeVar("_R")
+_T = TypeVar("_T")
+
+
+def _with_source(src_path: Path, dst_path: Path, workers: int, write: Callable[[Any, Any], _R], what: str) -> _R:
+    """Run ``write(pixels, metadata)`` on two handles of the source; on any failure leave nothing at ``dst_path``.
+
+    Pixels are read from a handle opened with ``OVERVIEW_LEVEL=NONE`` (never
+    an overview, whatever GDAL's read heuristics) and ``NUM_THREADS``;
+    metadata from a plain handle, because GDAL's overview-level wrapper
+    drops band descriptions.
+    """
+    existed = dst_path.exists()
     try:
-        with rasterio.Env(**env):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                # OVERVIEW_LEVEL=NONE: always the full-resolution pixels, never an overview.
-                # NUM_THREADS: GDAL decodes the compressed blocks of one read in parallel.
-                src = rasterio.open(src_path, OVERVIEW_LEVEL="NONE", NUM_THREADS=str(workers))
-            with src:
-                bands, height, width = src.count, src.height, src.width
-                out_h = math.ceil(Fraction(height) / fr)
-                out_w = math.ceil(Fraction(width) / fc)
-                dtype = _output_dtype(src.dtypes[0], plan.sar_mode)
-                profile: dict[str, Any] = {"width": out_w, "height": out_h, "count": bands, "dtype": dtype,
-                                           "nodata": src.nodata if dtype == src.dtypes[0] else None,
-                                           **_creation_options(src, out_w, out_h, dtype, workers, intermediate)}
-                if src.crs is not None and not src.transform.is_identity:
-                    profile.update(crs=src.crs, transform=scale_transform(src.transform, fr, fc))
-                rpcs = scale_rpc(src.rpcs, fr, fc) if src.rpcs is not None else None
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                    dst = rasterio.open(dst_path, "w", **profile)
-                with dst:
-                    _copy_metadata(src, dst, tags)
-                    if rpcs is not None:
-                        dst.rpcs = rpcs
-                    gcps, gcp_crs = src.gcps
-                    if gcps:
-                        dst.gcps = (scale_gcps(gcps, fr, fc), gcp_crs)
-                    _stream(src, dst, plan, workers)
-    except (rasterio.errors.RasterioError, OSError, MemoryError) as exc:
-        raise OutputError(f"{src_path}: cannot write the degraded raster ({exc})") from exc
-    return RasterOutput(dst_path, out_w, out_h, dtype, rpcs)
+        _check_blocks(src_path)
+        with rasterio.Env(**GDAL_ENV), \
+                open_input(src_path, OVERVIEW_LEVEL="NONE", NUM_THREADS=str(workers)) as src, \
+                open_input(src_path) as meta:
+            _check_dtype(src, src_path)
+            return write(src, meta)
+    except BaseException as exc:
+        if not existed:
+            with contextlib.suppress(OSError):
+                dst_path.unlink()
+        if isinstance(exc, OutputError):
+            raise
+        if isinstance(exc, rasterio.errors.RasterioError | OSError | MemoryError | ValueError):
+            raise OutputError(f"{src_path}: {what} ({_one_line(exc)})") from exc
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    # rasterio's read errors say "See previous exception"; GDAL's own message is the cause.
+    cause = exc.__cause__ if exc.__cause__ is not None and "previous exception" in str(exc) else exc
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
+
+
+def _check_dtype(src: Any, path: Path) -> None:
+    try:
+        array_dtype(src.dtypes[0])
+    except TypeError as exc:
+        raise OutputError(f"{path}: sample type {src.dtypes[0]} cannot be read as it is stored") from exc
+
+
+def _create(path: Path, profile: Mapping[str, Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path, "w", **profile)
+
+
+def _check_blocks(path: Path) -> None:
+    """Refuse an image any of whose strips or tiles is missing or runs past the end of the file.
+
+    GDAL fills such a block with zeros without a word in two cases: a block
+    the tables mark empty (offset or byte count 0, GDAL's "sparse" blocks)
+    and, when it reads uncompressed data straight into the array
+    (``GTIFF_DIRECT_IO``), a block cut short by the end of the file.
+    """
+    _TIFFFILE_QUIET.local.active = True  # its complaints become the one error below, never log lines
+    try:
+        size = path.stat().st_size
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
+            counts = np.asarray(page.databytecounts, dtype=np.uint64)
+    except Exception as exc:  # tifffile raises many kinds on hostile input; every one means unreadable
+        raise OutputError(f"{path}: the strip/tile tables of the image cannot be read ({_one_line(exc)})") from exc
+    finally:
+        _TIFFFILE_QUIET.local.active = False
+    if offsets.size == 0 or offsets.size != counts.size:
+        raise OutputError(f"{path}: the image has no usable strip/tile table")
+    empty = np.flatnonzero((offsets == 0) | (counts == 0))
+    if empty.size:
+        raise OutputError(f"{path}: {empty.size} of {offsets.size} strips/tiles of the image hold no data "
+                          f"(first: block {int(empty[0])}); missing pixels are not filled in")
+    ends = offsets + counts
+    beyond = np.flatnonzero(ends > size)
+    if beyond.size:
+        block = int(beyond[0])
+        raise OutputError(f"{path}: the file is cut short: strip/tile {block} ends at byte {int(ends[block])} "
+                          f"of a {size}-byte file")
+
+
+class _QuietTifffile(logging.Filter):
+    """Silences tifffile's log records in a thread that is inside :func:`_check_blocks`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.local, "active", False)
+
+
+_TIFFFILE_QUIET = _QuietTifffile()
+logging.getLogger("tifffile").addFilter(_TIFFFILE_QUIET)
+
+
+class _ReadProblems(logging.Handler):
+    """Collects the GDAL warnings (rasterio logs them) that occur while a thread reads pixels.
+
+    GDAL reports some damage only as a warning and returns a filled block
+    (libjpeg's "premature end of data segment", for one): any warning during
+    a pixel read makes it fail. GDAL re-issues the messages of its decoding
+    threads in the thread that asked for the read; a message from a thread
+    Python does not know is charged to every read in progress.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.local = threading.local()
+        self.guard = threading.Lock()
+        self.active: dict[int, list[str]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        caught: list[str] | None = getattr(self.local, "caught", None)
+        if caught is not None:
+            caught.append(record.getMessage())
+        elif record.threadName is None or record.threadName.startswith("Dummy-"):
+            with self.guard:
+                for pending in self.active.values():
+                    pending.append(record.getMessage())
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[list[str]]:
+        caught: list[str] = []
+        for logger in _GDAL_LOGGERS:
+            if not logger.isEnabledFor(logging.WARNING):
+                logger.setLevel(logging.WARNING)  # a silenced rasterio logger would hide damage
+        self.local.caught = caught
+        with self.guard:
+            self.active[threading.get_ident()] = caught
+        try:
+            yield caught
+        finally:
+            self.local.caught = None
+            with self.guard:
+                self.active.pop(threading.get_ident(), None)
+
+
+_GDAL_LOGGERS = tuple(logging.getLogger(name) for name in ("rasterio._err", "rasterio._env"))
+_READ_PROBLEMS = _ReadProblems()
+for _logger in _GDAL_LOGGERS:
+    _logger.addHandler(_READ_PROBLEMS)
+
+
+def _checked(src: Any, read: Callable[[], _T]) -> _T:
+    """``read()`` of ``src``'s pixels, failing on any GDAL error or warning."""
+    with _READ_PROBLEMS.watch() as caught:
+        try:
+            result = read()
+        except rasterio.errors.RasterioError as exc:
+            raise OutputError(f"{input_name(src)}: the pixels cannot be read ({_one_line(exc)})") from exc
+    if caught:
+        raise OutputError(f"{input_name(src)}: the pixels are damaged (GDAL: {caught[0].splitlines()[0]})")
+    return result
 
 
 def _block_rows(pieces: Iterator[np.ndarray], block_rows: int) -> Iterator[np.ndarray]:
@@ -348,13 +656,19 @@ def read_ahead(src: Any, windows: Sequence[tuple[int, int]]) -> Generator[np.nda
     The next window is read (GDAL decoding its blocks on all cores when the
     dataset was opened with ``NUM_THREADS``) while the caller works on the
     current one, so at most two are held at once. Only the reader thread
-    touches ``src`` until the generator is exhausted or closed.
+    touches ``src`` until the generator is exhausted or closed. Any GDAL
+    error or warning during a read raises :class:`OutputError`: a damaged
+    block is never handed on filled with zeros.
     """
     def read(window: tuple[int, int]) -> np.ndarray:
         row0, rows = window
-        block: np.ndarray = src.read(window=Window(0, row0, src.width, rows))
+        block: np.ndarray = _checked(src, lambda: src.read(window=Window(0, row0, src.width, rows)))
         return block
 
+    return _prefetch(windows, read)
+
+
+def _prefetch(windows: Sequence[tuple[int, int]], read: Callable[[tuple[int, int]], _T]) -> Generator[_T, None, None]:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rspolicy-read") as reader:
         pending = reader.submit(read, windows[0]) if windows else None
         for index in range(len(windows)):
@@ -369,7 +683,8 @@ def _stream(src: Any, dst: Any, plan: DegradePlan, workers: int) -> None:
     fr, fc = plan.row_factor, plan.col_factor
     block_rows = int(src.block_shapes[0][0]) if src.block_shapes else 1
     nodata = src.nodata  # read here: only the reader thread touches the source from now on
-    windows = list(block_row_windows(src.height, src.width, src.count, np.dtype(src.dtypes[0]).itemsize, block_rows))
+    windows = list(block_row_windows(src.height, src.width, src.count, array_dtype(src.dtypes[0]).itemsize,
+                                     block_rows))
     out_block_rows = int(dst.block_shapes[0][0]) if dst.block_shapes else 1
     with contextlib.closing(read_ahead(src, windows)) as chunks:
         averaged = (area_average(strip, (fr, fc), nodata=nodata, sar_mode=plan.sar_mode, threads=workers)
@@ -380,15 +695,94 @@ def _stream(src: Any, dst: Any, plan: DegradePlan, workers: int) -> None:
             out_row0 += out.shape[1]
 
 
+def _copy_pixels(src: Any, dst: Any, with_mask: bool) -> None:
+    """Copy every pixel (and the dataset mask) in the chunks degrading reads, writing whole rows of output tiles."""
+    block_rows = int(src.block_shapes[0][0]) if src.block_shapes else 1
+    itemsize = array_dtype(src.dtypes[0]).itemsize
+    windows = list(block_row_windows(src.height, src.width, src.count + int(with_mask), itemsize, block_rows))
+    if not with_mask:
+        out_block_rows = int(dst.block_shapes[0][0]) if dst.block_shapes else 1
+        with contextlib.closing(read_ahead(src, windows)) as chunks:
+            row0 = 0
+            for piece in _block_rows(chunks, out_block_rows):
+                _write(dst, (row0, piece))
+                row0 += piece.shape[1]
+        return
+
+    def read(window: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray]:
+        row0, rows = window
+        where = Window(0, row0, src.width, rows)
+        data: np.ndarray = _checked(src, lambda: src.read(window=where))
+        mask: np.ndarray = _checked(src, lambda: src.read_masks(1, window=where))
+        return row0, data, mask
+
+    with contextlib.closing(_prefetch(windows, read)) as pieces:
+        for row0, data, mask in pieces:
+            where = Window(0, row0, data.shape[2], data.shape[1])
+            dst.write(data, window=where)
+            dst.write_mask(mask, window=where)
+
+
+def _has_dataset_mask(src: Any, path: Path) -> bool:
+    """Whether ``src`` has a plain GDAL internal mask (one for all bands) to copy; refuse any other kind."""
+    flags = [set(band) for band in src.mask_flag_enums]
+    if all(f == {MaskFlags.per_dataset} for f in flags):
+        return True
+    if all(MaskFlags.all_valid in f or MaskFlags.nodata in f or MaskFlags.alpha in f for f in flags):
+        return False  # validity is in the pixels themselves (nodata, alpha band), copied with them
+    raise OutputError(f"{path}: the image has per-band masks ({flags}), which rspolicy does not reproduce")
+
+
 def _write(dst: Any, piece: tuple[int, np.ndarray]) -> None:
     out_row0, out = piece
     dst.write(out, window=Window(0, out_row0, out.shape[2], out.shape[1]))
 
 
+def _rebuild_options(src: Any, dtype: str, workers: int) -> dict[str, Any]:
+    opts: dict[str, Any] = {"driver": "GTiff", "BIGTIFF": "IF_SAFER", "num_threads": str(workers)}
+    compression = src.compression.value.lower() if src.compression is not None else None
+    opts["compress"] = compression if compression in REBUILD_COMPRESSIONS else "deflate"
+    if opts["compress"] != "packbits" and np.issubdtype(array_dtype(dtype), np.integer):
+        opts["predictor"] = 2
+    if src.width >= 512 and src.height >= 512:
+        opts.update(tiled=True, blockxsize=512, blockysize=512)
+    if src.interleaving is not None:
+        opts["interleave"] = src.interleaving.value.lower()
+    return opts
+
+
+def allowed_tags(items: Mapping[str, str]) -> dict[str, str]:
+    """The GDAL metadata items an output keeps from its source: a bounded allow-list.
+
+    Parameters
+    ----------
+    items
+        The source's items of the default domain (dataset or one band).
+
+    Returns
+    -------
+    dict
+        At most :data:`MAX_TAGS` items (in name order) whose name is a plain
+        identifier of at most 64 characters and whose value is printable text
+        of at most :data:`MAX_TAG_VALUE_BYTES` bytes; rspolicy's own
+        provenance items and band statistics are left out (they would be
+        untrue of the output).
+    """
+    kept: dict[str, str] = {}
+    for name in sorted(items):
+        value = items[name]
+        if len(kept) >= MAX_TAGS:
+            break
+        if (_TAG_NAME.fullmatch(name) and not _DROPPED_TAG.match(name) and value.isprintable()
+                and len(value.encode("utf-8")) <= MAX_TAG_VALUE_BYTES):
+            kept[name] = value
+    return kept
+
+
 def _copy_metadata(src: Any, dst: Any, tags: Mapping[str, str]) -> None:
-    dst.update_tags(**{**src.tags(), **tags})
+    dst.update_tags(**{**allowed_tags(src.tags()), **tags})
     for band in range(1, src.count + 1):
-        band_tags = src.tags(band)
+        band_tags = allowed_tags(src.tags(band))
         if band_tags:
             dst.update_tags(band, **band_tags)
         description = src.descriptions[band - 1]

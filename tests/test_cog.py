@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import rasterio
 from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
 from rspolicy import cog, degrade
@@ -320,3 +322,27 @@ def test_enforce_cog_overviews_use_the_plans_sar_mode(tmp_path: Path) -> None:
     assert not [p for p in out.rglob("*") if p.name.startswith((STAGE_PREFIX, cog.TMP_PREFIX))
                 or p.name.endswith((".aux.xml", ".part"))]
     assert not list((tmp_path / "in").rglob("*.aux.xml"))
+
+
+@pytest.mark.parametrize(("dtype", "colorinterp"), [
+    pytest.param("uint8", [ColorInterp.red, ColorInterp.green, ColorInterp.blue], id="rgb-byte"),
+    pytest.param("uint8", [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha], id="rgba-byte"),
+    pytest.param("uint16", [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined],
+                 id="bgrn-u16"),
+])
+def test_degraded_cog_keeps_descriptions_and_colour_interpretation(tmp_path: Path, dtype: str,
+                                                                   colorinterp: list[ColorInterp]) -> None:
+    # The whole --format cog path: degrade to a scratch file, then the COG driver through the VRT.
+    bands = len(colorinterp)
+    src = _write(tmp_path / "src.tif", np.full((bands, 1300, 1200), 9, dtype), crs=UTM50N, transform=TRANSFORM,
+                 descriptions=[f"{c.name} band" for c in colorinterp])
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(src, "r+") as ds:
+        ds.colorinterp = colorinterp
+    plan = degrade.DegradePlan(Fraction(5, 3), Fraction(5, 3), 0.3, 0.3, 0.5, None)
+    scratch = degrade.degrade_raster(src, tmp_path / "scratch.tif", plan, tags={}, intermediate=True)
+    write_cog(scratch.path, tmp_path / "out.tif")
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(tmp_path / "out.tif") as ds:
+        assert list(ds.colorinterp) == colorinterp
+        assert ds.descriptions == tuple(f"{c.name} band" for c in colorinterp)
+        assert len(ds.overviews(1)) == 1
+    assert not list(tmp_path.glob("*.aux.xml"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -14,10 +15,13 @@ from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning
 
 from rspolicy import degrade
 from rspolicy.degrade import DegradePlan, degrade_raster
 from rspolicy.resample import area_average
+from rspolicy.samples.gf_optical import linear_rpc, write_rpb
 
 chunk_lists = st.lists(st.integers(1, 40), min_size=1, max_size=12)
 
@@ -139,3 +143,71 @@ def test_streaming_any_rational_factor(tmp_path_factory: pytest.TempPathFactory,
         degrade.STRIP_BYTES = original
     with rasterio.open(out.path) as dst:
         np.testing.assert_array_equal(dst.read(), area_average(pixels, factor))
+
+
+def _described(path: Path, dtype: str, colorinterp: list[ColorInterp]) -> Path:
+    bands = len(colorinterp)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(
+            path, "w", driver="GTiff", width=700, height=600, count=bands, dtype=dtype, crs=CRS.from_epsg(32650),
+            transform=Affine(0.3, 0, 448000, 0, -0.3, 4417000), tiled=True, blockxsize=64, blockysize=64) as dst:
+        dst.write(np.ones((bands, 600, 700), dtype))
+        dst.colorinterp = colorinterp
+        for band in range(1, bands + 1):
+            dst.set_band_description(band, f"band {band}: {colorinterp[band - 1].name}")
+    return path
+
+
+COLOURS = [
+    pytest.param("uint8", [ColorInterp.red, ColorInterp.green, ColorInterp.blue], id="rgb-byte"),
+    pytest.param("uint8", [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha], id="rgba-byte"),
+    pytest.param("uint16", [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined],
+                 id="bgrn-u16"),
+    pytest.param("uint16", [ColorInterp.gray], id="pan-u16"),
+]
+
+
+@pytest.mark.parametrize(("dtype", "colorinterp"), COLOURS)
+def test_descriptions_and_colour_interpretation_kept(tmp_path: Path, dtype: str,
+                                                     colorinterp: list[ColorInterp]) -> None:
+    # The pixel handle is opened with OVERVIEW_LEVEL=NONE, whose wrapper drops band descriptions:
+    # metadata must come from a plain handle.
+    src = _described(tmp_path / "src.tif", dtype, colorinterp)
+    out = degrade_raster(src, tmp_path / "out.tif", _plan(Fraction(5, 3), Fraction(5, 3)), tags={})
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(out.path) as dst:
+        assert list(dst.colorinterp) == colorinterp
+        assert dst.descriptions == tuple(f"band {b + 1}: {c.name}" for b, c in enumerate(colorinterp))
+    assert not list(tmp_path.glob("*.aux.xml"))
+
+
+def test_given_rpcs_used_when_the_image_has_none(tmp_path: Path) -> None:
+    src = tmp_path / "src.tif"
+    pixels = np.arange(120 * 100, dtype=np.uint16).reshape(1, 120, 100)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(src, "w", driver="GTiff", width=100, height=120, count=1, dtype="uint16") as dst:
+            dst.write(pixels)
+    rpcs = linear_rpc(116.0, 40.0, 0.3, 100, 120)
+    write_rpb(tmp_path / "src.rpb", rpcs)
+    # GDAL consults nothing beside the image: the .rpb is rspolicy's to parse and pass.
+    assert degrade.raster_spacings(src) == []
+    spacings = degrade.raster_spacings(src, rpcs=rpcs)
+    assert len(spacings) == 1 and spacings[0].x_m == pytest.approx(0.3, rel=0.01)
+    plain = degrade_raster(src, tmp_path / "plain.tif", _plan(Fraction(5, 3), Fraction(5, 3)), tags={})
+    assert plain.rpcs is None
+    out = degrade_raster(src, tmp_path / "out.tif", _plan(Fraction(5, 3), Fraction(5, 3)), tags={}, rpcs=rpcs)
+    assert out.rpcs is not None and out.rpcs.samp_scale == pytest.approx(rpcs.samp_scale * 3 / 5)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(out.path) as dst:
+        assert dst.rpcs.samp_scale == pytest.approx(rpcs.samp_scale * 3 / 5)
+
+
+def test_own_rpcs_win_over_given(tmp_path: Path) -> None:
+    src = tmp_path / "src.tif"
+    own = linear_rpc(116.0, 40.0, 0.3, 100, 120)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(src, "w", driver="GTiff", width=100, height=120, count=1, dtype="uint16") as dst:
+            dst.write(np.ones((1, 120, 100), np.uint16))
+            dst.rpcs = own
+    other = linear_rpc(10.0, 10.0, 0.1, 100, 120)
+    out = degrade_raster(src, tmp_path / "out.tif", _plan(Fraction(2), Fraction(2)), tags={}, rpcs=other)
+    assert out.rpcs is not None and out.rpcs.long_off == pytest.approx(116.0)
