@@ -16,14 +16,22 @@ import hashlib
 import math
 import os
 import socket
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import rspolicy
-from rspolicy.audit import utc_timestamp
+from rspolicy.audit import AuditLog, iter_records, utc_timestamp
 from rspolicy.model import Decision, Fact, Scalar
+
+#: ``output.release`` of an enforce record written before its files were placed.
+RELEASE_AFTER_RECORD = "after-record"
+#: ``event`` of the record saying every file of a decision is in place.
+RELEASED_EVENT = "released"
+#: ``event`` of the record saying a recorded release did not (fully) happen.
+RECONCILE_EVENT = "reconcile"
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,25 @@ def _os_user() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return f"uid:{os.getuid()}"
+
+
+def display_text(text: str) -> str:
+    r"""``text`` with undecodable file-name bytes (surrogate escapes) shown as ``\xff``: always valid UTF-8."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return display_text(obj)
+    if isinstance(obj, Mapping):
+        return {display_text(str(k)): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
 
 
 def sha256_file(path: Path) -> str:
@@ -130,8 +157,176 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
     if command == "enforce":
         record["output"] = {"files": [dict(o) for o in outputs], "gsd_m": output_gsd_m,
                             "notes": list(notes)}
+        if outputs:
+            # Written before the files are moved into place: a "released" or
+            # "reconcile" record must follow (see pending_releases).
+            record["output"]["release"] = RELEASE_AFTER_RECORD
     if requester.recipient:
         record["recipient"] = requester.recipient
     if requester.purpose:
         record["purpose"] = requester.purpose
-    return record
+    clean: dict[str, Any] = _clean(record)
+    return clean
+
+
+# --------------------------------------------------------------------------- release bookkeeping
+
+
+@dataclass(frozen=True)
+class PendingRelease:
+    """An enforce record whose files were not yet confirmed in place.
+
+    Attributes
+    ----------
+    decision_id
+        The decision.
+    path
+        The product's display path.
+    files
+        ``(local path, sha256)`` of every file the record says was released
+        (a package member counts through its package file).
+    """
+
+    decision_id: str
+    path: str
+    files: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ReleaseProblem:
+    """One file of a pending release that is not as recorded."""
+
+    path: str
+    problem: Literal["absent", "differs"]
+
+
+def _released_files(output: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    entries = [f for f in output.get("files", ()) if isinstance(f, Mapping) and isinstance(f.get("path"), str)]
+    locals_ = {str(f["path"]) for f in entries}
+    return tuple((str(f["path"]), str(f.get("sha256", ""))) for f in entries
+                 if not ("!" in f["path"] and str(f["path"]).split("!", 1)[0] in locals_))
+
+
+def pending_releases(records: Iterable[Mapping[str, Any]]) -> list[PendingRelease]:
+    """Enforce records written before their files were placed and not followed by a released or reconcile record.
+
+    Parameters
+    ----------
+    records
+        The log's records in chain order.
+
+    Returns
+    -------
+    list of PendingRelease
+        In log order. Records written before this bookkeeping existed
+        (placed first, recorded after) are never pending.
+    """
+    pending: dict[str, PendingRelease] = {}
+    for rec in records:
+        decision_id = rec.get("decision_id")
+        if not isinstance(decision_id, str):
+            continue
+        event = rec.get("event")
+        if event in (RELEASED_EVENT, RECONCILE_EVENT):
+            pending.pop(decision_id, None)
+            continue
+        output = rec.get("output")
+        if event is None and rec.get("command") == "enforce" and isinstance(output, Mapping) \
+                and output.get("release") == RELEASE_AFTER_RECORD:
+            files = _released_files(output)
+            if files:
+                path = rec.get("input", {}).get("path") if isinstance(rec.get("input"), Mapping) else None
+                pending[decision_id] = PendingRelease(decision_id, str(path), files)
+    return list(pending.values())
+
+
+def release_problems(pending: PendingRelease, *, compare_digest: bool) -> list[ReleaseProblem]:
+    """The files of a pending release that are absent (or, with ``compare_digest``, differ).
+
+    Links are never followed: a symbolic link where a file was recorded is
+    not that file.
+    """
+    problems: list[ReleaseProblem] = []
+    for path, digest in pending.files:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            problems.append(ReleaseProblem(path, "absent"))
+            continue
+        if compare_digest:
+            try:
+                same = stat.S_ISREG(st.st_mode) and sha256_file(Path(path)) == digest
+            except OSError:
+                same = False
+            if not same:
+                problems.append(ReleaseProblem(path, "differs"))
+    return problems
+
+
+def _event_record(event: str, pending: PendingRelease, requester: Requester, **extra: Any) -> dict[str, Any]:
+    return {"event": event, "decision_id": pending.decision_id, "timestamp": utc_timestamp(),
+            "rspolicy": rspolicy.__version__, "command": "enforce", "input": {"path": display_text(pending.path)},
+            "operator": requester.operator, "host": requester.host, **_clean(extra)}
+
+
+def released_record(decision_id: str, path: str, requester: Requester, *,
+                    confirmed_later: bool = False) -> dict[str, Any]:
+    """The record saying every file of an enforce decision is in place."""
+    extra = {"note": "confirmed in place by a later run"} if confirmed_later else {}
+    return _event_record(RELEASED_EVENT, PendingRelease(decision_id, path, ()), requester, **extra)
+
+
+def reconcile_record(pending: PendingRelease, problems: Sequence[ReleaseProblem],
+                     requester: Requester) -> dict[str, Any]:
+    """The record saying a recorded release did not (fully) happen: what is absent or differs."""
+    return _event_record(RECONCILE_EVENT, pending, requester,
+                         absent=[p.path for p in problems if p.problem == "absent"],
+                         differs=[p.path for p in problems if p.problem == "differs"],
+                         note="the run that wrote the decision's record stopped before its files were in place")
+
+
+def reconcile_releases(log: AuditLog, outdir: Path, requester: Requester) -> list[dict[str, Any]]:
+    """Settle the pending releases of one output folder, as the next ``enforce`` run does before its own work.
+
+    Every pending release whose files all lie under ``outdir`` gets one
+    record: ``reconcile`` naming what is absent or differs from its recorded
+    sha256, or ``released`` when a run was stopped after placing everything.
+    Only this folder's pending records are checked (their digests compared);
+    settled decisions are never looked at again.
+
+    Parameters
+    ----------
+    log
+        The audit log (its records are read, and the new ones appended).
+    outdir
+        The output folder (resolved here).
+    requester
+        Who runs the reconciling command.
+
+    Returns
+    -------
+    list of dict
+        The records appended.
+
+    Raises
+    ------
+    AuditLogError
+        The log cannot be read or written.
+    """
+    root = Path(os.path.realpath(outdir))
+    files = [f for f in log.files() if f.exists()]
+    appended: list[dict[str, Any]] = []
+    for pending in pending_releases(iter_records(files) if files else ()):
+        if not all(_under(Path(path), root) for path, _ in pending.files):
+            continue
+        problems = release_problems(pending, compare_digest=True)
+        if problems:
+            appended.append(log.append(reconcile_record(pending, problems, requester)))
+        else:
+            appended.append(log.append(released_record(pending.decision_id, pending.path, requester,
+                                                       confirmed_later=True)))
+    return appended
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path.is_absolute() and path != root and path.is_relative_to(root)

@@ -23,6 +23,16 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def decisions(path: Path) -> list[dict[str, Any]]:
+    """The decision records of a log, each released one checked to be followed by its "released" record."""
+    records = read_log(path)
+    for i, rec in enumerate(records):
+        if "event" not in rec and rec.get("output", {}).get("files"):
+            later = [r for r in records[i + 1:] if r.get("decision_id") == rec["decision_id"]]
+            assert [r["event"] for r in later] == ["released"], rec["input"]["path"]
+    return [r for r in records if "event" not in r]
+
+
 @pytest.fixture(autouse=True)
 def _no_home_log(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("RSPOLICY_LOG", raising=False)
@@ -35,7 +45,7 @@ def test_enforce_logs_every_decision(tmp_path: Path) -> None:
     result = invoke("enforce", str(SAMPLE_DATA), "-o", str(tmp_path / "out"), "--log", str(log),
                     "--recipient", "ESA", "--purpose", "charter activation 1234", "--operator", "officer-7")
     assert result.exit_code == 3
-    records = read_log(log)
+    records = decisions(log)
     assert len(records) == 15
     for rec in records:
         assert {"decision_id", "timestamp", "rspolicy", "policy", "input", "result", "output", "recipient",
@@ -53,7 +63,7 @@ def test_enforce_logs_every_decision(tmp_path: Path) -> None:
     member = next(r for r in records if "!" in r["input"]["path"])
     assert all("!" in f["path"] for f in member["input"]["files"])  # package members named, not temp paths
     verify = invoke("log", "verify", str(log))
-    assert verify.exit_code == 0 and "15 records" in verify.stdout
+    assert verify.exit_code == 0 and f"{len(read_log(log))} records" in verify.stdout
 
 
 def test_enforce_records_the_inputs_as_screen_does(tmp_path: Path) -> None:
@@ -61,7 +71,7 @@ def test_enforce_records_the_inputs_as_screen_does(tmp_path: Path) -> None:
     product = SAMPLE_DATA / "svn1_pan_0.3m"
     invoke("enforce", str(product), "-o", str(tmp_path / "out"), "--log", str(tmp_path / "enforce.jsonl"))
     invoke("screen", str(product), "--log", str(tmp_path / "screen.jsonl"))
-    [enforced], [screened] = read_log(tmp_path / "enforce.jsonl"), read_log(tmp_path / "screen.jsonl")
+    [enforced], [screened] = decisions(tmp_path / "enforce.jsonl"), read_log(tmp_path / "screen.jsonl")
     assert enforced["result"]["action"] == "resample"
     assert enforced["input"]["files"] == screened["input"]["files"]
     assert len(enforced["input"]["files"]) == 2
@@ -72,7 +82,7 @@ def test_enforce_records_the_inputs_as_screen_does(tmp_path: Path) -> None:
 
 def test_enforce_logs_to_the_state_directory_by_default(tmp_path: Path) -> None:
     invoke("enforce", str(SAMPLE_DATA / "gf2_pms1_l1a"), "-o", str(tmp_path / "out"))
-    assert len(read_log(tmp_path / "state" / "rspolicy" / "decisions.jsonl")) == 2
+    assert len(decisions(tmp_path / "state" / "rspolicy" / "decisions.jsonl")) == 2
 
 
 def test_screen_logs_only_when_asked(tmp_path: Path) -> None:
@@ -93,10 +103,12 @@ def test_blocked_decisions_are_logged_too(tmp_path: Path) -> None:
     log = tmp_path / "d.jsonl"
     assert invoke("enforce", str(bad), "-o", str(tmp_path / "out"), "--log", str(log)).exit_code == 4
     [rec] = read_log(log)
-    assert rec["result"]["action"] == "block" and "not a readable raster" in rec["result"]["reasons"][0]
+    reason = rec["result"]["reasons"][0]
+    assert rec["result"]["action"] == "block" and reason.startswith(f"{bad}: ")
+    assert "not a readable raster" in reason or "not a TIFF" in reason
 
 
-def test_unwritable_log_takes_the_release_back(tmp_path: Path) -> None:
+def test_unusable_log_releases_nothing(tmp_path: Path) -> None:
     log_dir = tmp_path / "ro"
     log_dir.mkdir()
     log = log_dir / "d.jsonl"
@@ -104,7 +116,7 @@ def test_unwritable_log_takes_the_release_back(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["enforce", str(SAMPLE_DATA / "svn1_pan_0.3m"), "-o", str(out),
                                       "--log", str(log)])
-    assert result.exit_code != 0
+    assert result.exit_code == 1 and "rspolicy: error:" in result.stderr and str(log) in result.stderr
     assert [p for p in out.rglob("*") if p.is_file()] == []
 
 

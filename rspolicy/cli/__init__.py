@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 
 import click
@@ -31,6 +32,11 @@ cli.add_command(log)
 
 def main() -> None:
     """Console entry point: one-line errors, never a traceback."""
+    # File names that are not valid UTF-8 reach Python as surrogate escapes; printing one must
+    # not end the run with UnicodeEncodeError (commands escape them; this is the last line of defence).
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         cli.main(prog_name="rspolicy", standalone_mode=True)
     except RSPolicyError as exc:

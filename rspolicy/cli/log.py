@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import click
 
-from rspolicy import audit
+from rspolicy import audit, records
 from rspolicy.errors import AuditLogError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -104,8 +104,12 @@ def log() -> None:
 def verify_cmd(log_paths: tuple[str, ...], anchor: str | None, partial: bool, fast: bool) -> None:
     """Check the hash chain of LOG (all its files), or of the files given, in order.
 
-    Prints "OK: N records, head HASH" and exits 0 when every record verifies;
-    prints the first broken record as FILE:LINE and exits 1 otherwise.
+    Prints "OK: N records, head HASH" and exits 0 when every record verifies
+    and every release recorded by `enforce` happened; prints the first broken
+    record as FILE:LINE and exits 1 otherwise. A record whose files a killed
+    run never placed is listed ("release not completed: decision ID, PATH
+    absent") and makes the exit status 1 until the next `enforce` run with
+    this log reconciles it.
     """
     if anchor is not None and not _HEX64.fullmatch(anchor):
         raise click.BadParameter("must be 64 lowercase hex digits", param_hint="--anchor")
@@ -113,6 +117,21 @@ def verify_cmd(log_paths: tuple[str, ...], anchor: str | None, partial: bool, fa
     files = _files(log_paths)
     result = audit.verify(files, key=key, from_genesis=not partial, anchor=anchor, strict=not fast)
     if result.ok:
+        # A record whose release did not happen is not a leak, but it says files left that did not:
+        # the log is not clean until a later enforce run has reconciled it.
+        try:
+            unreleased = [(p, problem) for p in records.pending_releases(audit.iter_records(files))
+                          for problem in records.release_problems(p, compare_digest=False)]
+        except AuditLogError as exc:
+            raise click.ClickException(str(exc)) from None
+        for pending, problem in unreleased:
+            click.echo(records.display_text(f"release not completed: decision {pending.decision_id}, "
+                                            f"{problem.path} {problem.problem}"))
+        if unreleased:
+            click.echo(f"chain OK ({result.records} records, head {result.head}), but {len(unreleased)} recorded "
+                       "file(s) were never placed: run `rspolicy enforce` with this log and output folder to "
+                       "reconcile")
+            raise click.exceptions.Exit(1)
         click.echo(f"OK: {result.records} records, head {result.head}")
         return
     click.echo(f"BROKEN: {result.problem}")

@@ -14,11 +14,24 @@ from rspolicy.errors import PolicyError
 from rspolicy.policy import Policy, load_policy
 
 
+class PolicyUsageError(click.UsageError):
+    """A policy that cannot be used: exit 2 with one line naming the file and the problem.
+
+    Click's usual usage error prints the usage and a hint around the message;
+    a policy file's problem is one fact, and scripts grep for one line.
+    """
+
+    def show(self, file: Any = None) -> None:
+        """Print ``rspolicy: error: --policy: MESSAGE`` on stderr."""
+        click.echo(f"rspolicy: error: --policy: {self.format_message()}", err=True, file=file)
+
+
 def _load_policy(ctx: click.Context, param: click.Parameter, value: str | None) -> Policy:
     try:
         return load_policy(value)
     except PolicyError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+        # Any newline in a message from a hostile file would forge a second line.
+        raise PolicyUsageError(" ".join(str(exc).split()), ctx=ctx) from None
 
 
 policy_option = click.option(
