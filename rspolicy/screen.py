@@ -78,6 +78,10 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
     if product.problems:
         reasons = [*product.problems, *reasons]
         action, target = Action.BLOCK, None
+    if action is Action.ALLOW and product.rebuild:
+        reasons.append(f"the image leaves rebuilt pixel-exact by rspolicy's writer, not byte for byte: "
+                       f"{product.rebuild}")
+    warnings.extend(f"withheld {w.label}: {w.reason}" for w in product.withheld)
     return Decision(
         path=product.path,
         satellite=_text(product.first(Fact.SATELLITE)),

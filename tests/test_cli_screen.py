@@ -77,9 +77,12 @@ def test_every_sample_gets_its_expected_decision() -> None:
 def test_sample_classes_and_resolutions() -> None:
     got = {r["path"].split("/")[-1]: r for r in records(run("--json", str(SAMPLE_DATA)))}
     pan1 = got["GF2_PMS1_E116.5_N39.9_20200510_L1A0004793969-PAN1.tiff"]
-    assert (pan1["product_class"], pan1["gsd_m"], pan1["satellite"]) == ("panchromatic", 0.81, "GF2")
+    # The RPCs are 0.81 m at the centre; at the northern edge, pixels along x are a hair finer.
+    assert (pan1["product_class"], pan1["gsd_m"], pan1["satellite"]) == ("panchromatic", pytest.approx(0.81, rel=1e-4),
+                                                                         "GF2")
+    assert pan1["gsd_m"] <= 0.81
     mss1 = got["GF2_PMS1_E116.5_N39.9_20200510_L1A0004793969-MSS1.tiff"]
-    assert (mss1["product_class"], mss1["gsd_m"]) == ("multispectral", 3.24)
+    assert (mss1["product_class"], mss1["gsd_m"]) == ("multispectral", pytest.approx(3.24, rel=1e-4))
     sl = got["GF3_KAS_SL_012345_E116.4_N39.9_20210101_L2_HH_L20000123456.tiff"]
     assert (sl["product_class"], sl["gsd_m"], sl["target_gsd_m"]) == ("sar", 0.5, 1.0)
     slc = got["GF3_SAY_SL_016789_E121.5_N31.2_20210615_L1A_HH_L10000234567.tiff"]

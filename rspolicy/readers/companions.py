@@ -678,7 +678,7 @@ def _pam_srs(path: Path, element: Element) -> str:
 def _check_crs(path: Path, label: str, wkt: str, axis_mapping: str | None) -> None:
     """Refuse a CRS pyproj cannot read, or an axis mapping that makes x anything but east."""
     try:
-        crs = CRS.from_wkt(wkt)
+        crs = CRS.from_user_input(wkt)  # GDAL reads <SRS> as user input too: WKT, EPSG:n, PROJ strings
     except CRSError:
         raise ProductReadError(path, f"{label} is not a coordinate reference system that can be read") from None
     if axis_mapping is None:

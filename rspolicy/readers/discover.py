@@ -15,20 +15,36 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+
+from affine import Affine
+from rasterio.control import GroundControlPoint
+from rasterio.rpc import RPC
 
 from rspolicy.errors import ProductReadError
-from rspolicy.model import Evidence, Fact, ProductEvidence
+from rspolicy.isolation import IsolationError, run_isolated
+from rspolicy.model import Evidence, Fact, ProductEvidence, Withheld
+from rspolicy.readers.browse import browse_size
 from rspolicy.readers.cbers import is_cbers_root, read_cbers_sidecar
+from rspolicy.readers.companions import (
+    CompanionKind,
+    companion_kind,
+    parse_pam,
+    parse_rpb,
+    parse_rpc_txt,
+    parse_world_file,
+)
 from rspolicy.readers.filename import filename_evidence, product_stem
-from rspolicy.readers.geotiff import read_raster
+from rspolicy.readers.geotiff import ExtraImage, GeoreferencingBeside, read_geotiff
 from rspolicy.readers.gf3_sar import is_gf3_root, read_gf3_sidecar
 from rspolicy.readers.gf_optical import is_gf_optical_root, read_gf_optical_sidecar
 from rspolicy.readers.hdf5 import read_hdf5
 from rspolicy.readers.hy import is_hy_root, read_hy_sidecar
 from rspolicy.readers.package import is_package, opened_package
+from rspolicy.readers.tiffstruct import inspect_tiff
 from rspolicy.readers.xmlutil import local_name, parse_xml
 
 RASTER_SUFFIXES = (".tif", ".tiff")
@@ -42,6 +58,52 @@ PACKAGE_SEPARATOR = "!"
 _GF3_NAME = re.compile(r"^(GF3[A-Z]?_.+?_L\d[A-Z]?)_[A-Z]{2,4}_(L\d[A-Z]?\d+)", re.I)
 
 SidecarReader = Callable[[Path, str], list[Evidence]]
+
+#: How deep a walk descends and how many entries it lists before it stops:
+#: a folder tree is input like any other and must not make the gate run forever.
+MAX_WALK_DEPTH = 64
+MAX_WALK_ENTRIES = 1_000_000
+
+#: Control characters (a newline in a file name would forge a line of output or log).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def display_name(path: str | os.PathLike[str]) -> str:
+    r"""A path as people and logs see it: undecodable bytes and control characters escaped.
+
+    File names are bytes; a name that is not valid UTF-8 reaches Python with
+    surrogate escapes, which no terminal, JSON log or report can carry.
+
+    >>> display_name(os.fsdecode(b"scene\xff.tif"))
+    'scene\\xff.tif'
+    >>> display_name("a\nb.tif")
+    'a\\x0ab.tif'
+    """
+    text = os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def special_file_kind(path: Path) -> str | None:
+    """What a path is when it is not a regular file (followed through links), or None.
+
+    The gate never opens a FIFO, a device or a socket: reading one can hang
+    forever or never end.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 @dataclass(frozen=True)
@@ -75,13 +137,21 @@ def _gf3_key(name: str) -> str | None:
 
 
 def _claims(main: Path, other: Path) -> bool:
-    """Whether ``other`` is a sidecar of the image ``main`` (same folder)."""
+    """Whether ``other`` is a companion of the image ``main`` (same folder).
+
+    Companions share the image's stem (``X.xml``, ``X.rpb``, ``X.jpg``,
+    ``X.tfw``, ``X.dat``), are named after the whole image name as GDAL's side
+    files are (``X.tiff.aux.xml``, ``X.tiff.ovr``, ``X.tiff.msk``), or are a
+    GF-3 product's one ``.meta.xml``. Each is then judged by its kind: read as
+    evidence, delivered, or withheld.
+    """
     name = _lower(other)
-    if other == main or _is_image(other) or name.endswith(BROWSE_SUFFIXES) or name.endswith(".aux.xml"):
+    if other == main or _is_image(other):
         return False
-    if product_stem(other.name).lower() == product_stem(main.name).lower():
+    stem = product_stem(main.name).lower()
+    if name.startswith(_lower(main) + ".") or name in (f"{stem}_rpc.txt", f"{stem}.aux.xml"):
         return True
-    if name == f"{product_stem(main.name).lower()}_rpc.txt":
+    if product_stem(other.name).lower() == stem:
         return True
     key = _gf3_key(main.name)
     return key is not None and _gf3_key(other.name) == key
@@ -112,7 +182,8 @@ def group_files(files: Sequence[Path], label: Callable[[Path], str]) -> tuple[li
                 index.setdefault(key, []).append(f)
         for main in (f for f in siblings if _is_image(f)):
             stem = product_stem(main.name).lower()
-            candidates = {*index.get(stem, ()), *index.get(f"{stem}_rpc", ()),
+            candidates = {*index.get(stem, ()), *index.get(f"{stem}_rpc", ()), *index.get(f"{stem}.aux", ()),
+                          *index.get(_lower(main), ()), *index.get(f"{_lower(main)}.aux", ()),
                           *index.get(_gf3_key(main.name) or "", ())}
             sidecars = tuple(sorted(f for f in candidates if _claims(main, f)))
             claimed.update(sidecars)
@@ -160,46 +231,152 @@ def sidecar_reader(path: Path) -> SidecarReader | None:
 def read_product(files: ProductFiles, label: Callable[[Path], str]) -> ProductEvidence:
     """Read every file of a product into evidence; failures become problems.
 
+    The reading runs in rspolicy's isolated worker process
+    (:mod:`rspolicy.isolation`): hostile bytes reach GDAL, libtiff and HDF5
+    there, and a hang or a crash ends only this product, as a problem that
+    blocks it.
+    """
+    labels = {f: label(f) for f in (files.main, *files.sidecars)}
+    try:
+        return run_isolated(read_product_here, files, labels)
+    except IsolationError as exc:
+        return ProductEvidence(path=files.display, raster=files.main, files=(files.main,), evidence=(),
+                               problems=(f"{files.display}: reading the product {exc}; blocked",),
+                               labels=(files.display,))
+
+
+def read_product_here(files: ProductFiles, labels: Mapping[Path, str]) -> ProductEvidence:
+    """:func:`read_product` in the calling process.
+
     Sidecar evidence comes first so that, where a sidecar and a file name
-    both name the satellite, the sidecar's word is the one shown.
+    both name the satellite, the sidecar's word is the one shown. Only the
+    image, recognised sidecars and RPC files may leave with the product;
+    every other companion is withheld, and those that carry georeferencing
+    or pixels (world files, ``.aux.xml``, ``.ovr``, ``.msk``, browse images)
+    are read as evidence first: one that cannot be read blocks the product.
     """
     evidence: list[Evidence] = []
     problems: list[str] = []
+    deliver: list[Path] = [files.main]
+    withheld: list[Withheld] = []
+    rpcs: list[tuple[str, RPC]] = []
+    transforms: list[tuple[str, Affine, str | None]] = []
+    gcps: list[tuple[str, tuple[GroundControlPoint, ...], str | None]] = []
+    extra: list[ExtraImage] = []
     for sidecar in files.sidecars:
-        name = _lower(sidecar)
+        name = labels[sidecar]
+        kind = companion_kind(sidecar.name, files.main.name) or CompanionKind.OTHER
+
+        def hold(reason: str, sidecar: Path = sidecar, name: str = name) -> None:
+            withheld.append(Withheld(sidecar, name, reason))
+
         try:
-            if name.endswith(".xml"):
+            special = special_file_kind(sidecar)
+            if special is not None:
+                hold(f"{special}: never opened")
+            elif kind is CompanionKind.XML_SIDECAR:
                 reader = sidecar_reader(sidecar)
                 if reader is None:
-                    evidence.append(Evidence(Fact.INFO, "unrecognised XML", label(sidecar), "root element",
-                                             "not a known sidecar format; carried with the product"))
+                    hold(f"XML <{local_name(parse_xml(sidecar).tag)}> is not a sidecar rspolicy understands")
                 else:
-                    evidence.extend(reader(sidecar, label(sidecar)))
-            elif name.endswith(RPC_SUFFIXES):
-                evidence.append(Evidence(Fact.INFO, "RPC sidecar", label(sidecar), "file",
-                                         "read by GDAL with the image"))
+                    evidence.extend(reader(sidecar, name))
+                    deliver.append(sidecar)
+            elif kind in (CompanionKind.RPB, CompanionKind.RPC_TXT):
+                rpc = parse_rpb(sidecar) if kind is CompanionKind.RPB else parse_rpc_txt(sidecar)
+                rpcs.append((name, rpc))
+                evidence.append(Evidence(Fact.INFO, "RPC file", name, "file", "parsed by rspolicy; its ground "
+                                         "spacing is measured with the image"))
+                deliver.append(sidecar)
+            elif kind is CompanionKind.WORLD:
+                transforms.append((name, parse_world_file(sidecar), None))
+                hold("world file: read as evidence, not delivered")
+            elif kind is CompanionKind.PAM:
+                pam = parse_pam(sidecar)
+                if pam.geotransform is not None:
+                    transforms.append((name, pam.geotransform, pam.srs_wkt))
+                if pam.gcps:
+                    gcps.append((name, pam.gcps, pam.gcp_srs_wkt))
+                if pam.rpc is not None:
+                    rpcs.append((name, pam.rpc))
+                hold("GDAL auxiliary file: read as evidence, not delivered")
+            elif kind in (CompanionKind.OVERVIEW, CompanionKind.MASK):
+                structure = inspect_tiff(sidecar)
+                if structure.damage:
+                    raise ProductReadError(sidecar, f"damaged image: {structure.damage[0]}")
+                extra.extend(ExtraImage(name, image.where, f"external {kind.value}", image.width, image.height)
+                             for image in structure.images)
+                hold(f"external {kind.value} file: measured, not delivered")
+            elif kind is CompanionKind.BROWSE:
+                width, height = browse_size(sidecar)
+                extra.append(ExtraImage(name, "image", "browse image", width, height))
+                hold("browse image: measured, not delivered")
+            else:
+                hold("not a file rspolicy understands: not delivered")
         except ProductReadError as exc:
-            problems.append(f"{label(sidecar)}: {exc.problem}")
+            problems.append(f"{name}: {exc.problem}")
+            if sidecar in deliver:
+                deliver.remove(sidecar)
         except Exception as exc:  # noqa: BLE001 - fail closed: a reader bug blocks the product, never crashes
-            problems.append(f"{label(sidecar)}: unexpected error while reading ({type(exc).__name__}: {exc})")
+            problems.append(f"{name}: unexpected error while reading ({type(exc).__name__}: {exc})")
+    rebuild: tuple[str, ...] = ()
+    size: tuple[int, int] | None = None
     try:
         if _lower(files.main).endswith(HDF5_SUFFIXES):
             evidence.extend(read_hdf5(files.main, files.display))
         else:
-            evidence.extend(read_raster(files.main, files.display))
+            beside = GeoreferencingBeside(tuple(rpcs), tuple(transforms), tuple(gcps))
+            reading = read_geotiff(files.main, files.display, beside)
+            evidence.extend(reading.evidence)
+            extra.extend(reading.extra_images)
+            rebuild, size = reading.rebuild, (reading.width, reading.height)
     except ProductReadError as exc:
         problems.append(f"{files.display}: {exc.problem}")
     except Exception as exc:  # noqa: BLE001 - fail closed, as above
         problems.append(f"{files.display}: unexpected error while reading ({type(exc).__name__}: {exc})")
-    evidence.extend(filename_evidence(files.main.name, files.display))
+    evidence.extend(filename_evidence(display_name(files.main.name), files.display))
+    evidence.extend(measured_on_main_grid(evidence, extra, size))
     return ProductEvidence(
         path=files.display,
         raster=files.main,
-        files=(files.main, *files.sidecars),
+        files=tuple(deliver),
         evidence=tuple(evidence),
         problems=tuple(problems),
-        labels=(files.display, *(label(s) for s in files.sidecars)),
+        labels=tuple(labels[f] for f in deliver),
+        withheld=tuple(withheld),
+        rebuild="; ".join(rebuild) or None,
     )
+
+
+def measured_on_main_grid(evidence: Sequence[Evidence], extra: Sequence[ExtraImage],
+                          size: tuple[int, int] | None) -> list[Evidence]:
+    """Ground spacing of images that cover the main image's ground (overviews, masks, browse images).
+
+    Such an image spans the same ground with its own pixel count, so it is as
+    many times finer than the product's finest spacing as it has more pixels
+    along an axis than the main image.
+
+    >>> main = [Evidence(Fact.GSD, 2.0, "a.tif", "geotransform")]
+    >>> [e.value for e in measured_on_main_grid(main, [ExtraImage("a.tif", "IFD 1", "mask", 400, 400)], (100, 100))]
+    [0.5]
+    """
+    out: list[Evidence] = []
+    finest = min((float(e.value) for e in evidence if e.fact in (Fact.GSD, Fact.NOMINAL_RESOLUTION)
+                  and isinstance(e.value, int | float) and not isinstance(e.value, bool) and e.value > 0),
+                 default=None)
+    for image in extra:
+        field = f"{image.where} ({image.kind}, {image.width} x {image.height})"
+        if size is None or finest is None:
+            out.append(Evidence(Fact.INFO, "not measured", image.source, field,
+                                "no main image grid to measure it against"))
+            continue
+        ratio = max(image.width / size[0], image.height / size[1])
+        if ratio > 1.0:
+            out.append(Evidence(Fact.GSD, finest / ratio, image.source, field,
+                                f"{ratio:.6g} times as many pixels as the main image over the same ground"))
+        else:
+            out.append(Evidence(Fact.INFO, round(finest / ratio, 6), image.source, field,
+                                "coarser than the main image: measured on its grid"))
+    return out
 
 
 def unreadable(display: str, problem: str, path: Path | None = None) -> ProductEvidence:
@@ -208,12 +385,112 @@ def unreadable(display: str, problem: str, path: Path | None = None) -> ProductE
 
 
 def walk(directory: Path) -> list[Path]:
-    """Every file below a directory, sorted, folders in name order."""
+    """Every regular file below a directory, sorted, folders in name order.
+
+    Special files, folders deeper than :data:`MAX_WALK_DEPTH` and entries past
+    :data:`MAX_WALK_ENTRIES` are left out: :func:`walk_with_skips` says which.
+    """
+    return walk_with_skips(directory)[0]
+
+
+def walk_with_skips(directory: Path) -> tuple[list[Path], list[Skipped]]:
+    """Regular files below a directory, and what was passed over and why.
+
+    Symbolic links to folders are not followed (a link loop would never end);
+    links to regular files are.
+    """
     found: list[Path] = []
+    skipped: list[Skipped] = []
+    seen = 0
+    base_depth = len(directory.parts)
     for root, dirs, names in os.walk(directory):
         dirs.sort()
-        found.extend(Path(root) / n for n in sorted(names))
-    return found
+        here = Path(root)
+        if len(here.parts) - base_depth >= MAX_WALK_DEPTH and dirs:
+            skipped.extend(Skipped(display_name(here / d), f"folder deeper than {MAX_WALK_DEPTH} levels: not walked")
+                           for d in dirs)
+            dirs.clear()
+        for name in sorted(names):
+            seen += 1
+            path = here / name
+            if seen > MAX_WALK_ENTRIES:
+                skipped.append(Skipped(display_name(here), f"more than {MAX_WALK_ENTRIES} files: the rest of this "
+                                                           "folder was not walked"))
+                dirs.clear()
+                break
+            kind = special_file_kind(path)
+            if kind is None:
+                found.append(path)
+            else:
+                skipped.append(Skipped(display_name(path), f"{kind}: never opened"))
+    return found, skipped
+
+
+@dataclass(frozen=True)
+class FoundProduct:
+    """A product found on disk: its files, how to name them, and the folder its outputs mirror.
+
+    Attributes
+    ----------
+    files
+        The image and its companions.
+    label
+        How a file of it is named for humans (escaped display path).
+    base
+        The folder the user named (or the named file's folder): outputs are
+        placed at the same path relative to it.
+    """
+
+    files: ProductFiles
+    label: Callable[[Path], str]
+    base: Path
+
+
+@dataclass(frozen=True)
+class FoundPackage:
+    """A delivery package found on disk, and the name its output takes relative to OUTDIR."""
+
+    path: Path
+    display: str
+    dest: PurePath
+
+
+def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundProduct | FoundPackage | ProductEvidence
+                                                                  | Skipped]:
+    """What the named paths hold, before anything is read: the one discovery ``screen`` and ``enforce`` share.
+
+    A path that does not exist or is a special file (FIFO, device, socket)
+    comes out as an unreadable product (blocked when decided), never opened.
+    Directories are walked (bounded, special files passed over with a
+    reason); a file names the product it belongs to.
+
+    Yields
+    ------
+    FoundProduct, FoundPackage, ProductEvidence or Skipped
+        In the order the paths were given; within a directory, products,
+        then passed-over files, then packages, each sorted by name.
+    """
+    for raw in paths:
+        path = Path(raw)
+        display = display_name(raw)
+        if not os.path.lexists(path):
+            yield unreadable(display, "no such file or directory")
+        elif path.is_dir():
+            files, passed_over = walk_with_skips(path)
+            packages = [f for f in files if is_package(f)]
+            products, skipped = group_files([f for f in files if not is_package(f)], display_name)
+            for product in products:
+                yield FoundProduct(product, display_name, path)
+            yield from skipped
+            yield from passed_over
+            for package in packages:
+                yield FoundPackage(package, display_name(package), PurePath(package.relative_to(path)))
+        elif (kind := special_file_kind(path)) is not None:
+            yield unreadable(display, f"{kind}: never opened")
+        elif is_package(path):
+            yield FoundPackage(path, display, PurePath(path.name))
+        else:
+            yield from _from_single_file(path, display)
 
 
 def iter_products(paths: Iterable[str | os.PathLike[str]]) -> Iterator[ProductEvidence | Skipped]:
@@ -230,34 +507,20 @@ def iter_products(paths: Iterable[str | os.PathLike[str]]) -> Iterator[ProductEv
         In the order the paths were given; within a directory or package,
         sorted by name.
     """
-    for raw in paths:
-        path = Path(raw)
-        display = os.fspath(raw)
-        if not path.exists():
-            yield unreadable(display, "no such file or directory")
-        elif path.is_dir():
-            yield from _from_listing(walk(path), os.fspath)
-        elif is_package(path):
-            yield from _from_package(path, display)
+    for item in discover(paths):
+        if isinstance(item, FoundProduct):
+            yield read_product(item.files, item.label)
+        elif isinstance(item, FoundPackage):
+            yield from _from_package(item.path, item.display)
         else:
-            yield from from_single_file(path, display)
-
-
-def _from_listing(files: Sequence[Path], label: Callable[[Path], str]) -> Iterator[ProductEvidence | Skipped]:
-    packages = [f for f in files if is_package(f)]
-    products, skipped = group_files([f for f in files if not is_package(f)], label)
-    for product in products:
-        yield read_product(product, label)
-    yield from skipped
-    for package in packages:
-        yield from _from_package(package, label(package))
+            yield item
 
 
 def _from_package(path: Path, display: str) -> Iterator[ProductEvidence | Skipped]:
     try:
         with opened_package(path) as (root, members):
             def label(p: Path) -> str:
-                return f"{display}{PACKAGE_SEPARATOR}{p.relative_to(root).as_posix()}"
+                return f"{display}{PACKAGE_SEPARATOR}{display_name(p.relative_to(root).as_posix())}"
 
             nested = [m.local for m in members if is_package(m.local)]
             for inner in nested:
@@ -272,22 +535,18 @@ def _from_package(path: Path, display: str) -> Iterator[ProductEvidence | Skippe
         yield unreadable(display, exc.problem, path)
 
 
-def from_single_file(path: Path, display: str) -> Iterator[ProductEvidence | Skipped]:
+def _from_single_file(path: Path, display: str) -> Iterator[FoundProduct | ProductEvidence]:
     """The product a single named file belongs to (itself, or the image it describes)."""
-    siblings = [f for f in path.parent.iterdir() if f.is_file()] if path.parent.is_dir() else [path]
+    siblings = [f for f in path.parent.iterdir() if special_file_kind(f) is None] if path.parent.is_dir() else [path]
     base = path.parent
 
     def label(p: Path) -> str:
-        return display if p == path else os.fspath(Path(display).parent / p.relative_to(base))
+        return display if p == path else display_name(Path(os.fspath(path)).parent / p.relative_to(base))
 
     products, _ = group_files(siblings, label)
-    if _is_image(path):
-        owner = next(p for p in products if p.main == path)
-        yield read_product(owner, label)
-        return
-    owners = [p for p in products if path in p.sidecars]
-    if owners:
-        for owner in owners:
-            yield read_product(owner, label)
-        return
-    yield unreadable(display, f"not a product: {_skip_reason(path)}", path)
+    owners = [p for p in products if p.main == path] if _is_image(path) else \
+        [p for p in products if path in p.sidecars]
+    for owner in owners:
+        yield FoundProduct(owner, label, base)
+    if not owners:
+        yield unreadable(display, f"not a product: {_skip_reason(path)}", path)

@@ -11,6 +11,8 @@ applied.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,8 @@ from typing import Any
 
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
+
+from rspolicy.errors import ProductReadError
 
 #: The only GDAL driver rspolicy opens inputs with (rasterio takes one name, which GDAL then
 #: uses as its only allowed driver). GeoTIFF is self-contained
@@ -37,23 +41,66 @@ READ_ENV: dict[str, Any] = {
 
 
 @contextmanager
-def open_input(path: Path, **options: Any) -> Iterator[Any]:
+def open_input(path: Path, *, page: int | None = None, **options: Any) -> Iterator[Any]:
     """Open an input raster read-only with an allowed driver and no side files.
+
+    The file is opened by rspolicy first and GDAL is handed that open file
+    (``/proc/self/fd/N`` on Linux): GDAL reads exactly the file rspolicy
+    checked, never a special file, and a file name that is not valid UTF-8
+    (which GDAL's API cannot take) opens like any other.
 
     Parameters
     ----------
     path
         The image file.
+    page
+        A further TIFF page (IFD index, 0 for the first), opened through
+        GDAL's ``GTIFF_DIR`` syntax.
     **options
         GDAL open options (``OVERVIEW_LEVEL="NONE"``, ``NUM_THREADS``).
 
     Yields
     ------
     rasterio.DatasetReader
-        Raises rasterio's errors when no allowed driver opens the file.
+        Raises rasterio's errors when no allowed driver opens the file, and
+        ProductReadError when it cannot be opened or is not a regular file.
     """
-    with rasterio.Env(**READ_ENV), warnings.catch_warnings():
+    with _pinned(path) as name, rasterio.Env(**READ_ENV), warnings.catch_warnings():
         # An L1A image has no geotransform by design; its RPCs are read elsewhere.
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, driver=RASTER_DRIVERS[0], **options) as ds:
+        target = name if page is None else f"GTIFF_DIR:{page + 1}:{name}"
+        with rasterio.open(target, driver=RASTER_DRIVERS[0], **options) as ds:
             yield ds
+
+
+@contextmanager
+def _pinned(path: Path) -> Iterator[str]:
+    """A name GDAL can open for the regular file at ``path``, held open while in use."""
+    try:
+        # O_NONBLOCK: opening a FIFO that slipped past discovery must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ProductReadError(path, f"cannot be opened ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ProductReadError(path, "not a regular file: never read")
+        by_fd = f"/proc/self/fd/{fd}"
+        name = by_fd if os.path.exists(by_fd) else os.fspath(path)
+        _OPEN_AS[name] = os.fspath(path)
+        try:
+            yield name
+        finally:
+            _OPEN_AS.pop(name, None)
+    finally:
+        os.close(fd)
+
+
+#: The file each name handed to GDAL stands for, while it is open (an fd number is unique while open).
+_OPEN_AS: dict[str, str] = {}
+
+
+def input_name(ds: Any) -> str:
+    """The file a dataset from :func:`open_input` was opened from, for messages (GDAL knows only its fd)."""
+    name = str(ds.name)
+    prefix, _, rest = name.rpartition(":") if name.startswith("GTIFF_DIR:") else ("", "", name)
+    return _OPEN_AS.get(rest, name) if not prefix else _OPEN_AS.get(rest, rest)

@@ -36,6 +36,7 @@ import gzip
 import io
 import os
 import re
+import secrets
 import shutil
 import stat
 import tarfile
@@ -757,11 +758,35 @@ def write_package(members: Sequence[tuple[Path, str]], dest: Path) -> None:
         raise OutputError(f"{dest}: a package must end in .tar.gz, .tgz or .tar")
     gzipped = not dest.name.lower().endswith(".tar")
     entries = _package_entries(members)
+    # The folder is opened once and everything below happens relative to it:
+    # a link swapped in for the folder later cannot redirect the package, and
+    # a link at ``dest`` itself is replaced by the rename, never followed.
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        folder = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise OutputError(f"{dest}: cannot create a temporary file beside it: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
+        raise OutputError(f"{dest}: cannot open its folder: {exc.strerror or exc}") from exc
+    try:
+        _write_package_in(folder, entries, dest, gzipped)
+    finally:
+        os.close(folder)
+
+
+def _create_temporary(folder: int, dest: Path) -> tuple[int, str]:
+    for _ in range(100):
+        name = f".{dest.name}.{secrets.token_hex(6)}.part"
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=folder)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"{dest}: cannot create a temporary file beside it: {exc.strerror or exc}") from exc
+        return fd, name
+    raise OutputError(f"{dest}: cannot create a temporary file beside it: every name tried exists")
+
+
+def _write_package_in(folder: int, entries: list[tuple[str, Path]], dest: Path, gzipped: bool) -> None:
+    fd, tmp_name = _create_temporary(folder, dest)
     done = False
     try:
         with open(fd, "wb") as raw:
@@ -776,7 +801,7 @@ def write_package(members: Sequence[tuple[Path, str]], dest: Path) -> None:
             raw.flush()
             os.fchmod(raw.fileno(), 0o644)
             os.fsync(raw.fileno())
-        os.replace(tmp, dest)
+        os.replace(tmp_name, dest.name, src_dir_fd=folder, dst_dir_fd=folder)
         done = True
     except OutputError:
         raise
@@ -785,8 +810,11 @@ def write_package(members: Sequence[tuple[Path, str]], dest: Path) -> None:
     finally:
         if not done:
             with suppress(FileNotFoundError):
-                tmp.unlink()
-    _sync_directory(dest.parent)
+                os.unlink(tmp_name, dir_fd=folder)
+    # Makes the rename durable; some file systems cannot sync a folder, and
+    # the package is complete either way.
+    with suppress(OSError):
+        os.fsync(folder)
 
 
 def _gzip_writer(raw: BinaryIO) -> gzip.GzipFile:
@@ -843,13 +871,3 @@ def _add_entries(tar: tarfile.TarFile, entries: list[tuple[str, Path]]) -> None:
             info.type = tarfile.REGTYPE
             tar.addfile(info, source)
 
-
-def _sync_directory(directory: Path) -> None:
-    # Makes the rename durable; some file systems cannot sync a directory,
-    # and the package is complete either way.
-    with suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

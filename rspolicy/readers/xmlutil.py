@@ -34,8 +34,14 @@ from defusedxml.ElementTree import DefusedXMLParser, ParseError
 
 from rspolicy.errors import ProductReadError
 
-#: Sidecars larger than this are not sidecars (a GF-3 meta.xml is ~0.3 MB).
-MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+#: Sidecars larger than this are not sidecars (a full GF-3 meta.xml is ~0.2 MB,
+#: a GF-2 sidecar ~4 kB): anything past it is room for a payload to ride out in.
+MAX_SIDECAR_BYTES = 4 * 1024 * 1024
+
+#: The longest text one element, tail or attribute of a sidecar may hold (real
+#: ones: under 700 characters, a file list in an order file): metadata are short
+#: values, and a long one is a payload, not a description.
+MAX_TEXT_CHARS = 4096
 
 #: The finest and coarsest ground distance any field may state, in metres:
 #: below a millimetre or beyond the Earth's circumference a value is absurd.
@@ -158,10 +164,20 @@ def parse_xml(path: Path) -> Element:
         raise ProductReadError(path, "empty XML document")
     if _depth(root) > MAX_XML_DEPTH:
         raise ProductReadError(path, f"elements nested more than {MAX_XML_DEPTH} deep: not a sidecar")
+    _check_text_lengths(path, root)
     # The root and its children: the elements readers start their lookups from.
     for element in (root, *root):
         _SOURCE_FILES[element] = path
     return root
+
+
+def _check_text_lengths(path: Path, root: Element) -> None:
+    for element in root.iter():
+        values = [element.text or "", element.tail or "", *element.attrib.values()]
+        if any(len(value) > MAX_TEXT_CHARS for value in values):
+            name = local_name(element.tag) if isinstance(element.tag, str) else "?"
+            raise ProductReadError(path, f"<{name[:40]}> holds a value longer than {MAX_TEXT_CHARS} characters: "
+                                         "not metadata")
 
 
 def local_name(tag: str) -> str:

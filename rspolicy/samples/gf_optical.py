@@ -26,9 +26,26 @@ from rasterio.rpc import RPC
 
 from rspolicy.georef import rpb_text
 
-#: WGS84 metres per degree of latitude and (at the equator) longitude.
-_M_PER_DEG_LAT = 110_574.3
-_M_PER_DEG_LON_EQ = 111_319.5
+#: WGS84 semi-major axis (m) and first eccentricity squared.
+_WGS84_A = 6_378_137.0
+_WGS84_E2 = 6.694_379_990_14e-3
+
+
+def metres_per_degree(lat: float) -> tuple[float, float]:
+    """WGS84 ground metres per degree of longitude and of latitude at latitude ``lat``.
+
+    The ellipsoid's radii of curvature, so that a synthetic product's stated
+    spacing is its true spacing at the scene centre (the equator's 110.57 km
+    per degree of latitude is 0.4 % short at 40 degrees north).
+
+    >>> [round(v, 1) for v in metres_per_degree(0.0)], [round(v, 1) for v in metres_per_degree(40.0)]
+    ([111319.5, 110574.3], [85393.9, 111034.6])
+    """
+    phi = math.radians(lat)
+    w = math.sqrt(1.0 - _WGS84_E2 * math.sin(phi) ** 2)
+    prime_vertical = _WGS84_A / w
+    meridian = _WGS84_A * (1.0 - _WGS84_E2) / w**3
+    return math.radians(1.0) * prime_vertical * math.cos(phi), math.radians(1.0) * meridian
 
 
 @dataclass(frozen=True)
@@ -58,8 +75,9 @@ class OpticalScene:
 
     def corners(self, gsd_m: float) -> list[tuple[float, float]]:
         """(lon, lat) of the TopLeft, TopRight, BottomRight, BottomLeft corners of a north-up scene."""
-        half_w = self.width * gsd_m / 2 / (_M_PER_DEG_LON_EQ * math.cos(math.radians(self.center_lat)))
-        half_h = self.height * gsd_m / 2 / _M_PER_DEG_LAT
+        per_lon, per_lat = metres_per_degree(self.center_lat)
+        half_w = self.width * gsd_m / 2 / per_lon
+        half_h = self.height * gsd_m / 2 / per_lat
         lon, lat = self.center_lon, self.center_lat
         return [(lon - half_w, lat + half_h), (lon + half_w, lat + half_h),
                 (lon + half_w, lat - half_h), (lon - half_w, lat - half_h)]
@@ -136,8 +154,9 @@ def linear_rpc(center_lon: float, center_lat: float, gsd_m: float, width: int, h
     Only the linear terms are set, as if the camera looked straight down;
     good enough to exercise every RPC path with a known answer.
     """
-    lat_scale = (height / 2) * gsd_m / _M_PER_DEG_LAT
-    lon_scale = (width / 2) * gsd_m / (_M_PER_DEG_LON_EQ * math.cos(math.radians(center_lat)))
+    per_lon, per_lat = metres_per_degree(center_lat)
+    lat_scale = (height / 2) * gsd_m / per_lat
+    lon_scale = (width / 2) * gsd_m / per_lon
     zeros = [0.0] * 20
     line_num = list(zeros)
     line_num[2] = -1.0  # line grows southward with latitude
@@ -185,6 +204,9 @@ def write_image(path: Path, pixels: np.ndarray, *, crs: CRS | None = None, trans
         profile["crs"] = crs
     if transform is not None:
         profile["transform"] = transform
+    # GDAL creating over an existing image first deletes that dataset's whole file list
+    # (.rpb, .xml, .aux.xml beside it): sidecars just written would go with it.
+    path.unlink(missing_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         _write(path, pixels, profile, rpcs, gcps, gcp_crs, tags)
