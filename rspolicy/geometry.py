@@ -10,6 +10,7 @@ anywhere in it is found: the finest wins.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from affine import Affine
 from pyproj import Geod, Transformer
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
+from rasterio.errors import TransformWarning
 from rasterio.rpc import RPC
 from rasterio.transform import RPCTransformer, from_gcps
 
@@ -180,7 +182,11 @@ def rpc_spacing(rpcs: RPC, width: int, height: int) -> Spacing:
     samples = _sample_pixels(width, height)
     rows0 = [r for _, r in samples]
     cols0 = [c for c, _ in samples]
-    with RPCTransformer(rpcs) as tr:
+    # Points the RPCs cannot project come back non-finite (checked below, and blocking);
+    # rasterio also warns about them, which would only print.
+    with warnings.catch_warnings(), RPCTransformer(rpcs) as tr:
+        warnings.simplefilter("ignore", TransformWarning)
+
         def ground(rows: Sequence[float], cols: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
             xs, ys = tr.xy(list(rows), list(cols), zs=[rpcs.height_off] * len(rows), offset="ul")
             return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)

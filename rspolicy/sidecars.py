@@ -114,31 +114,34 @@ def _fmt(value: float) -> str:
 
 def _replace(text: str, tag: str, new: Callable[[str], str], *, within: str | None = None,
              required: bool = False, path: Path | None = None) -> str:
-    """Replace the text of ``<tag>...</tag>`` (inside ``<within>`` when given)."""
-    span = (0, len(text))
+    """Replace the text of every ``<tag>...</tag>`` (inside every ``<within>`` when given).
+
+    Every copy: a field given twice with the same value is read as one
+    value, and a stale copy left beside a rewritten one would be a conflict.
+    """
     if within is not None:
-        outer = re.search(rf"<{within}\b[^>]*>.*?</{within}>", text, re.S)
-        if outer is None:
+        outer = re.compile(rf"<{within}\b[^>]*>.*?</{within}>", re.S)
+        if outer.search(text) is None:
             if required:
                 raise OutputError(f"{path}: no <{within}> to rewrite")
             return text
-        span = outer.span()
-    segment = text[span[0]:span[1]]
+        return outer.sub(lambda m: _replace(m.group(0), tag, new, required=required, path=path), text)
     pattern = re.compile(rf"(<{tag}>)([^<]*)(</{tag}>)")
-    match = pattern.search(segment)
-    if match is None:
+    if pattern.search(text) is None:
         if required:
             raise OutputError(f"{path}: no <{tag}> to rewrite")
         return text
-    old = match.group(2).strip()
-    if not old or old.upper() == "NULL":
-        return text
-    try:
-        replacement = new(old)
-    except ValueError as exc:
-        raise OutputError(f"{path}: <{tag}> {old!r} cannot be rewritten ({exc})") from exc
-    segment = segment[:match.start(2)] + replacement + segment[match.end(2):]
-    return text[:span[0]] + segment + text[span[1]:]
+
+    def rewrite(match: re.Match[str]) -> str:
+        old = match.group(2).strip()
+        if not old or old.upper() == "NULL":
+            return match.group(0)
+        try:
+            return match.group(1) + new(old) + match.group(3)
+        except ValueError as exc:
+            raise OutputError(f"{path}: <{tag}> {old!r} cannot be rewritten ({exc})") from exc
+
+    return pattern.sub(rewrite, text)
 
 
 def _times(factor: Fraction) -> Callable[[str], str]:

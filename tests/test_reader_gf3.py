@@ -16,8 +16,8 @@ from rspolicy.model import Evidence, Fact, ProductClass, Strength
 from rspolicy.readers.gf3_sar import canonical_gf3_name, is_gf3_root, read_gf3_sidecar
 from rspolicy.samples.gf3 import gf3_names, write_gf3_meta
 
-from .conftest import REAL_METADATA, values
 from .conftest import real_file as real
+from .conftest import values
 
 FSI = "gf3_fsi_hhhv_l2_meta.xml"
 UFS = "gf3_ufs_dh_l2_meta_excerpt.xml"
@@ -275,10 +275,13 @@ def test_other_product_sidecars_are_not_gf3(tmp_path: Path) -> None:
     path = write_gf3_meta(tmp_path / "gf2.meta.xml", satellite="GF2")
     with pytest.raises(ProductReadError, match="not a GF-3"):
         read_gf3_sidecar(path, "gf2")
-    cbers = REAL_METADATA / "cbers4_pan5m_l2_band1_inpe.xml"
-    if cbers.exists():
-        with pytest.raises(ProductReadError, match="not a GF-3"):
-            read_gf3_sidecar(cbers, "cbers")
+
+
+
+def test_a_real_cbers_sidecar_is_not_gf3() -> None:
+    cbers = real("cbers4_pan5m_l2_band1_inpe.xml")
+    with pytest.raises(ProductReadError, match="not a GF-3"):
+        read_gf3_sidecar(cbers, "cbers")
 
 
 @pytest.mark.parametrize(("xml", "expected"), [

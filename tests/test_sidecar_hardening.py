@@ -7,7 +7,6 @@ as a finer pixel passed through, a crash or a traceback.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from rspolicy.samples.gf3 import write_gf3_meta
 from rspolicy.samples.gf_optical import OpticalScene, write_sidecar
 from rspolicy.samples.hdf5 import write_fy3_mersi, write_hy1c_czi
 
-from .conftest import REAL_METADATA
+from .conftest import REAL_METADATA, real_metadata_dir
 
 Reader = Callable[[Path, str], list[Evidence]]
 
@@ -52,15 +51,11 @@ Reader = Callable[[Path, str], list[Evidence]]
 
 def real_dir() -> Path:
     """The real sidecars; skipped when absent, except in CI where they must be there."""
-    if not REAL_METADATA.is_dir():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the real metadata samples are missing at {REAL_METADATA}")
-        pytest.skip(f"real metadata samples not present at {REAL_METADATA}")
-    return REAL_METADATA
+    return real_metadata_dir()
 
 
 def test_missing_real_samples_fail_in_ci_and_skip_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(f"{__name__}.REAL_METADATA", tmp_path / "absent")
+    monkeypatch.setattr("tests.conftest.REAL_METADATA", tmp_path / "absent")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         real_dir()

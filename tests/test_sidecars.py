@@ -144,3 +144,18 @@ def test_unknown_sidecar_is_not_rewritten(tmp_path: Path) -> None:
     dst = tmp_path / "out.xml"
     assert not rewrite_sidecar(src, dst, GridChange(Fraction(2), Fraction(2), 1, 1, 0.5))
     assert not dst.exists()
+
+
+def test_every_copy_of_a_repeated_field_is_rewritten(tmp_path: Path) -> None:
+    """A field given twice with one value reads as that value; a stale copy beside a rewritten one would conflict."""
+    src = write_sidecar(tmp_path / "GF2_PMS1_PAN.xml", OpticalScene(image_gsd="0.3", width=1000, height=1000))
+    text = src.read_text()
+    twice = "<ImageGSD>0.3</ImageGSD>\n    <ImageGSD>0.3</ImageGSD>"
+    src.write_text(text.replace("<ImageGSD>0.3</ImageGSD>", twice, 1))
+    assert read_gf_optical_sidecar(src, str(src))  # the same value twice is not a conflict
+    plan = DegradePlan(Fraction(5, 3), Fraction(5, 3), 0.3, 0.3, 0.5, None)
+    dst = tmp_path / "out" / src.name
+    dst.parent.mkdir()
+    assert rewrite_sidecar(src, dst, _change(plan, 600, 600))
+    assert dst.read_text().count("<ImageGSD>0.5</ImageGSD>") == 2 and "<ImageGSD>0.3<" not in dst.read_text()
+    assert _values(read_gf_optical_sidecar(dst, str(dst)), Fact.GSD)["ImageGSD"] == pytest.approx(0.5)
