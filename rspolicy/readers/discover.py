@@ -45,7 +45,7 @@ from rspolicy.readers.hdf5 import read_hdf5
 from rspolicy.readers.hy import is_hy_root, read_hy_sidecar
 from rspolicy.readers.package import is_package, opened_package
 from rspolicy.readers.tiffstruct import inspect_tiff
-from rspolicy.readers.xmlutil import local_name, parse_xml
+from rspolicy.readers.xmlutil import local_name, parse_xml, parsing_once
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf", ".hdf5", ".he5")
@@ -246,6 +246,12 @@ def read_product(files: ProductFiles, label: Callable[[Path], str]) -> ProductEv
 
 
 def read_product_here(files: ProductFiles, labels: Mapping[Path, str]) -> ProductEvidence:
+    """:func:`read_product` in the calling process (see :func:`_read_product_here`)."""
+    with parsing_once():
+        return _read_product_here(files, labels)
+
+
+def _read_product_here(files: ProductFiles, labels: Mapping[Path, str]) -> ProductEvidence:
     """:func:`read_product` in the calling process.
 
     Sidecar evidence comes first so that, where a sidecar and a file name

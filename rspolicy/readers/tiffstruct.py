@@ -24,16 +24,13 @@ must see.
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import stat
 import struct
-import threading
-import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -218,19 +215,6 @@ def _listing(items: tuple[str, ...], shown: int = 5) -> str:
     return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
-class _QuietTifffile(logging.Filter):
-    """Silences tifffile's log records in threads that are inside :func:`inspect_tiff`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.local = threading.local()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(self.local, "active", False)
-
-
-_QUIET = _QuietTifffile()
-logging.getLogger("tifffile").addFilter(_QUIET)
 
 
 def inspect_tiff(path: Path) -> TiffStructure:
@@ -249,45 +233,28 @@ def inspect_tiff(path: Path) -> TiffStructure:
     Raises
     ------
     ProductReadError
-        When the file cannot be opened or is not a TIFF tifffile can parse at all.
+        When the file cannot be opened or its header and first directory cannot be parsed.
     """
     try:
         # Non-blocking, so that a FIFO or device named like an image cannot stall the gate on open.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb") as handle:
+        with open(fd, "rb"):
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
                 raise ProductReadError(path, "not a regular file")
             size = status.st_size
             header = os.pread(fd, 16, 0)
-            _check_with_tifffile(path, handle)
-            return _Walker(path, fd, size, header).walk()
+            structure = _Walker(path, fd, size, header).walk()
     except struct.error as exc:  # a read came back short: the file shrank while being read
         raise ProductReadError(path, "the file changed while it was being read") from exc
     except OSError as exc:
         if isinstance(exc, ProductReadError):
             raise
         raise ProductReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
-
-
-def _check_with_tifffile(path: Path, handle: BinaryIO) -> None:
-    """Raise ProductReadError unless tifffile parses the header and first IFD."""
-    _QUIET.local.active = True
-    # tifffile's arithmetic on hostile values overflows numpy scalars; those warnings say nothing to the gate.
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            with tifffile.TiffFile(handle, name=Path(path).name) as tif:
-                if tif.pages.first is None:
-                    raise ProductReadError(path, "not a TIFF: it holds no image")
-    except ProductReadError:
-        raise
-    except Exception as exc:  # tifffile raises many kinds on hostile bytes; all mean "not a TIFF"
-        message = str(exc).splitlines()[0][:160] if str(exc) else ""
-        detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-        raise ProductReadError(path, f"not a readable raster: its TIFF structure cannot be parsed ({detail})") from exc
-    finally:
-        _QUIET.local.active = False
+    if not structure.images:
+        why = f" ({structure.damage[0]})" if structure.damage else ""
+        raise ProductReadError(path, f"not a readable raster: its TIFF structure holds no image{why}")
+    return structure
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,13 @@ Every failure is a :class:`~rspolicy.errors.ProductReadError` naming the file.
 
 from __future__ import annotations
 
+import contextvars
 import math
+import os
 import re
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, TreeBuilder
@@ -111,8 +114,30 @@ def shown(text: Any) -> str:
     return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
 
 
+#: Trees parsed inside :func:`parsing_once`, by path, with the file's identity when parsed.
+_PARSED: contextvars.ContextVar[dict[str, tuple[tuple[int, int, int, int], Element]] | None] = \
+    contextvars.ContextVar("rspolicy_parsed_xml", default=None)
+
+
+@contextmanager
+def parsing_once() -> Iterator[None]:
+    """Within the block, a file parsed again, unchanged, gives the tree parsed first.
+
+    Reading one product looks at a sidecar twice (which reader, then the
+    reader itself); one parse serves both. A file changed in between (inode,
+    size or modification time) is parsed again.
+    """
+    token = _PARSED.set({})
+    try:
+        yield
+    finally:
+        _PARSED.reset(token)
+
+
 def parse_xml(path: Path) -> Element:
     """Parse a sidecar safely and return its root element.
+
+    Inside :func:`parsing_once`, an unchanged file is parsed once.
 
     Parameters
     ----------
@@ -132,8 +157,14 @@ def parse_xml(path: Path) -> Element:
         is not well-formed XML, has a DTD, entities or external references,
         a comment or a processing instruction.
     """
+    parsed = _PARSED.get()
     try:
         with path.open("rb") as stream:
+            status = os.fstat(stream.fileno())
+            identity = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            known = parsed.get(os.fspath(path)) if parsed is not None else None
+            if known is not None and known[0] == identity:
+                return known[1]
             # Read one byte past the bound: the size is decided on what was
             # read, not on a stat that a growing file could outrun.
             data = stream.read(MAX_SIDECAR_BYTES + 1)
@@ -168,6 +199,8 @@ def parse_xml(path: Path) -> Element:
     # The root and its children: the elements readers start their lookups from.
     for element in (root, *root):
         _SOURCE_FILES[element] = path
+    if parsed is not None:
+        parsed[os.fspath(path)] = (identity, root)
     return root
 
 
@@ -330,8 +363,20 @@ def find_texts(root: Element, path: str) -> list[str]:
 
 
 def iter_named(root: Element, name: str) -> Iterator[Element]:
-    """Every element named ``name`` (local name) anywhere below and at ``root``."""
-    return (node for node in root.iter() if local_name(node.tag) == name)
+    """Every element named ``name`` (local name) anywhere below and at ``root``, in document order."""
+    index = _NAMED.get(root)
+    if index is None:
+        # Readers look up a score of fields in one tree: index it once, not once per field.
+        index = {}
+        for node in root.iter():
+            if isinstance(node.tag, str):
+                index.setdefault(local_name(node.tag), []).append(node)
+        _NAMED[root] = index
+    return iter(index.get(name, ()))
+
+
+#: Elements of a tree by local name (trees are never changed once parsed).
+_NAMED: weakref.WeakKeyDictionary[Element, dict[str, list[Element]]] = weakref.WeakKeyDictionary()
 
 
 def parse_float(text: str | None, path: Path | str, field: str, *,
