@@ -596,10 +596,8 @@ class _Run:
             rels = [PurePath(p.relative_to(stage)) for p in staged]
             outputs, moves = [], []
             for src, rel, digest in zip(staged, rels, digests, strict=True):
-                if rel in self._written:
-                    if self._written[rel] != digest:
-                        raise OutputError(f"{self.out.final(rel)}: a sidecar shared with another product was already "
-                                          "written with different content (the products got different decisions)")
+                if _already_written(self._written, rel, digest, os.fspath(self.out.final(rel))):
+                    pass
                 elif self.out.lexists(rel) and not self.opts.overwrite:
                     raise OutputError(f"{self.out.final(rel)}: output exists (use --overwrite to replace it)")
                 else:
@@ -615,6 +613,23 @@ class _Run:
             self.released(outcome)
 
         return _Commit(plan, release, durable=True)
+
+
+def _already_written(written: dict[PurePath, str], rel: PurePath, digest: str, shown: str) -> bool:
+    """Whether this run already placed ``rel`` with these bytes (a sidecar two products share).
+
+    Raises
+    ------
+    OutputError
+        When it placed different bytes there: the products got different
+        decisions, and one sidecar cannot describe both.
+    """
+    if rel not in written:
+        return False
+    if written[rel] != digest:
+        raise OutputError(f"{shown}: a sidecar shared with another product was already written with different "
+                          "content (the products got different decisions)")
+    return True
 
 
 def _rel_to(base: Path) -> Callable[[Path], Path]:
@@ -711,17 +726,24 @@ def _enforce_package(path: Path, display: str, dest: PurePath, opts: EnforceOpti
             member_root = package_stage / "members"
             member_root.mkdir()
 
+            kept: dict[PurePath, str] = {}
+
             def plan(staged: list[Path], stage: Path, digests: list[str]) -> tuple[list[FileDigest], list[_Move]]:
                 rels = [PurePath(f.relative_to(stage)) for f in staged]
+                moves = []
+                for src, rel, digest in zip(staged, rels, digests, strict=True):
+                    if not _already_written(kept, rel, digest, f"{final}!{rel.as_posix()}"):
+                        moves.append((src, rel))
                 return ([FileDigest(f"{final}!{r.as_posix()}", f.stat().st_size, d)
-                         for f, r, d in zip(staged, rels, digests, strict=True)],
-                        list(zip(staged, rels, strict=True)))
+                         for f, r, d in zip(staged, rels, digests, strict=True)], moves)
 
-            def keep(_outcome: Outcome, moves: list[_Move]) -> None:
+            def keep(outcome: Outcome, moves: list[_Move]) -> None:
                 for src, rel in moves:
                     target = member_root / rel
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(src, target)
+                for o in outcome.outputs:
+                    kept[PurePath(o.path.split("!", 1)[1])] = o.sha256
 
             outcomes = [_process(decide(read_product(files, label), opts.policy), opts, out, _rel_to(root),
                                  _Commit(plan, keep, durable=False))

@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import Phase, settings
 
 from rspolicy.model import Evidence, Fact
+
+# scripts/mutation.py: a failing example only has to fail, not be shrunk to the smallest one.
+settings.register_profile("mutation", phases=(Phase.explicit, Phase.reuse, Phase.generate), deadline=None)
 
 REAL_METADATA = Path(__file__).resolve().parents[2] / "shared" / "real_metadata"
 REPO = Path(__file__).resolve().parents[1]

@@ -20,8 +20,8 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from rspolicy import degrade
 from rspolicy.degrade import DegradePlan, degrade_raster
-from rspolicy.resample import area_average
 from rspolicy.samples.gf_optical import linear_rpc, write_rpb
+from tests.reference import reference_average
 
 chunk_lists = st.lists(st.integers(1, 40), min_size=1, max_size=12)
 
@@ -86,7 +86,7 @@ def test_streamed_output_equals_whole_array_kernel(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(degrade, "STRIP_BYTES", 100_000)  # many chunks
     monkeypatch.setattr(degrade, "block_row_windows", recorded)
     out = degrade_raster(src, tmp_path / "out.tif", _plan(*factors), tags={}, threads=2)
-    expected = area_average(pixels, factors)
+    expected = reference_average(pixels, factors)
     with rasterio.open(out.path) as dst:
         np.testing.assert_array_equal(dst.read(), expected)
     assert len(reads) > 5
@@ -104,7 +104,7 @@ def test_block_rows_too_big_for_memory_are_read_in_parts(tmp_path: Path, monkeyp
     assert {rows for _, rows in windows[:-1]} == {8}  # 10000 // 1200 rows, not whole tile rows
     out = degrade_raster(src, tmp_path / "out.tif", _plan(Fraction(5, 3), Fraction(7, 4)), tags={})
     with rasterio.open(out.path) as dst:
-        np.testing.assert_array_equal(dst.read(), area_average(pixels, (Fraction(5, 3), Fraction(7, 4))))
+        np.testing.assert_array_equal(dst.read(), reference_average(pixels, (Fraction(5, 3), Fraction(7, 4))))
 
 
 def test_writes_are_whole_rows_of_output_tiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +123,7 @@ def test_writes_are_whole_rows_of_output_tiles(tmp_path: Path, monkeypatch: pyte
     assert out.height == 1080 and len(writes) == 3
     assert [row0 for row0, _ in writes] == [0, 512, 1024] and [n for _, n in writes] == [512, 512, 56]
     with rasterio.open(out.path) as dst:
-        np.testing.assert_array_equal(dst.read(), area_average(pixels, Fraction(5, 3)))
+        np.testing.assert_array_equal(dst.read(), reference_average(pixels, Fraction(5, 3)))
 
 
 @settings(max_examples=15, deadline=None)
@@ -142,7 +142,7 @@ def test_streaming_any_rational_factor(tmp_path_factory: pytest.TempPathFactory,
     finally:
         degrade.STRIP_BYTES = original
     with rasterio.open(out.path) as dst:
-        np.testing.assert_array_equal(dst.read(), area_average(pixels, factor))
+        np.testing.assert_array_equal(dst.read(), reference_average(pixels, factor))
 
 
 def _described(path: Path, dtype: str, colorinterp: list[ColorInterp]) -> Path:

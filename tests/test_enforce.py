@@ -89,7 +89,7 @@ def test_pan_03_degraded_exactly(tmp_path: Path) -> None:
 
 def test_gf3_sidecar_rewritten(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out))
+    assert run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out)).exit_code == 3  # degraded
     meta = next(out.glob("*.meta.xml")).read_text()
     assert "<widthspace>1</widthspace>" in meta and "<heightspace>1</heightspace>" in meta
     assert "<NominalResolution>1</NominalResolution>" in meta
@@ -98,7 +98,7 @@ def test_gf3_sidecar_rewritten(tmp_path: Path) -> None:
 
 def test_complex_slc_is_averaged_in_intensity(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run(str(SAMPLE_DATA / "gf3_sl_slc"), "-o", str(out))
+    assert run(str(SAMPLE_DATA / "gf3_sl_slc"), "-o", str(out)).exit_code == 3  # degraded
     with rasterio.open(next(out.glob("*.tiff"))) as dst:
         assert dst.dtypes[0] == "float32"
         assert "intensity" in dst.tags()["RSPOLICY_RESAMPLING"]
@@ -161,7 +161,7 @@ def test_real_rpc_is_rescaled(tmp_path: Path, real_metadata: Path) -> None:
 
 def test_geographic_and_gcp_outputs(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run(str(SAMPLE_DATA / "plain_geotiff"), "-o", str(out))
+    assert run(str(SAMPLE_DATA / "plain_geotiff"), "-o", str(out)).exit_code == 3  # degraded
     with rasterio.open(out / "rgbn_epsg4326.tif") as d, \
             rasterio.open(SAMPLE_DATA / "plain_geotiff" / "rgbn_epsg4326.tif") as s:
         factor = d.transform.a / s.transform.a
@@ -242,6 +242,7 @@ def test_rescreen_guard_deletes_a_leaking_output(tmp_path: Path, monkeypatch: py
     result = run("--json", str(PAN03), "-o", str(out))
     [record] = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["action"] == "block" and "failed its re-screen" in record["reasons"][-1]
+    assert result.exit_code == 4
     assert result.exit_code == 4
     assert [p for p in out.rglob("*") if p.is_file()] == []
 

@@ -171,3 +171,18 @@ def test_policy_errors_are_one_line_exit_2(tmp_path: Path, content: str) -> None
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rspolicy: error: --policy: ") and str(policy) in lines[0]
+
+
+def test_a_gf3_meta_shared_by_two_polarisations_is_delivered_with_both(tmp_path: Path) -> None:
+    """The meta.xml of a dual-polarisation GF-3 product is named by the scene, not by either image."""
+    from tests.conftest import SAMPLE_DATA
+
+    src = SAMPLE_DATA / "gf3_ufs_l2"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["enforce", "--json", str(src), "-o", str(out), "--log",
+                                      str(tmp_path / "log.jsonl")])
+    assert result.exit_code == 0, result.output
+    decisions = _decisions(result.stdout)
+    assert len(decisions) == 2 and all(d["action"] == "allow" and not d["warnings"] for d in decisions)
+    meta = next(src.glob("*.meta.xml"))
+    assert (out / meta.name).read_bytes() == meta.read_bytes()

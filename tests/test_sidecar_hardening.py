@@ -672,3 +672,9 @@ def test_hdf5_equal_spellings_of_one_attribute_are_fine(tmp_path: Path) -> None:
     with h5py.File(path, "a") as h5:
         h5.attrs["Satellite_Name"] = h5.attrs["Satellite Name"]
     assert [e.value for e in read_hdf5(path, path.name) if e.fact is Fact.SATELLITE] == ["FY-3D"]
+
+
+def test_every_real_gf_optical_sidecar_is_in_the_table() -> None:
+    """A GF-1/2/4 sidecar added to ../shared/real_metadata gets tested, not passed over."""
+    present = {p.name for p in real_dir().glob("gf[124]_*.xml") if "order" not in p.name}
+    assert present == {c[0] for c in GF_OPTICAL_REAL}

@@ -245,6 +245,18 @@ def read_product(files: ProductFiles, label: Callable[[Path], str]) -> ProductEv
                                labels=(files.display,))
 
 
+def _claimed_kind(sidecar: Path) -> CompanionKind:
+    """The kind of a companion claimed by its product key rather than its image's stem.
+
+    A GF-3 ``meta.xml`` serves every polarisation's image: an XML file is a
+    sidecar candidate, read by the readers like any other; anything else is
+    of unknown kind.
+    """
+    name = _lower(sidecar)
+    return CompanionKind.XML_SIDECAR if name.endswith(".xml") and not name.endswith(".aux.xml") \
+        else CompanionKind.OTHER
+
+
 def read_product_here(files: ProductFiles, labels: Mapping[Path, str]) -> ProductEvidence:
     """:func:`read_product` in the calling process (see :func:`_read_product_here`)."""
     with parsing_once():
@@ -271,7 +283,7 @@ def _read_product_here(files: ProductFiles, labels: Mapping[Path, str]) -> Produ
     extra: list[ExtraImage] = []
     for sidecar in files.sidecars:
         name = labels[sidecar]
-        kind = companion_kind(sidecar.name, files.main.name) or CompanionKind.OTHER
+        kind = companion_kind(sidecar.name, files.main.name) or _claimed_kind(sidecar)
 
         def hold(reason: str, sidecar: Path = sidecar, name: str = name) -> None:
             withheld.append(Withheld(sidecar, name, reason))

@@ -1,0 +1,167 @@
+"""Mutation-test rspolicy's decision path with mutmut and print killed and surviving mutants per module.
+
+Outside CI (it takes tens of minutes on two cores). Run from the repository root::
+
+    python scripts/mutation.py                 # the whole decision path
+    python scripts/mutation.py policy screen   # only these entries of DECISION_PATH
+    python scripts/mutation.py --keep DIR      # leave the scratch copy (mutants, mutmut's cache) in DIR
+
+mutmut changes one thing at a time in a function (an operator, a constant, a
+comparison, a returned value) and runs the tests that call that function; a
+mutant that no test notices *survives*. The run happens in a scratch copy of
+the tracked files (mutmut writes its ``mutants/`` tree beside the code), with
+``../shared`` linked in when this clone has it, so the real-metadata tests
+run too. The hostile corpus and the kill tests are left out of mutation runs
+(each case runs commands in subprocesses: minutes per mutant); hypothesis runs
+without shrinking (a failing example only has to fail, not be minimal).
+
+Exit status 1 when a mutant survives that :data:`EQUIVALENT` does not explain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The decision path: module -> the functions mutated in it (mutmut's names: ``x_func`` for a function,
+#: ``xǁClassǁmethod`` for a method; ``*`` for the whole module).
+DECISION_PATH: dict[str, tuple[str, ...]] = {
+    "policy": ("*",),
+    "resolution": ("*",),
+    "classify": ("*",),
+    "screen": ("x_decide", "x__decide", "x__stricter"),
+    "degrade": ("x_plan_degrade", "x__factor"),
+    "resample": ("x__exact_in", "x_as_fraction", "x__ceil_fraction", "x__simplest_between", "xǁ_Kernelǁ_finish"),
+    "enforce": ("x__rescreen", "x__blocked", "xǁ_Runǁ*"),
+    "records": ("x_pending_releases", "x_release_problems", "x__released_files"),
+    "audit": ("x_verify", "x__check_hash", "x__digest", "x__parse"),
+}
+
+#: Surviving mutants shown to be equivalent (no behaviour can tell them from the original), with why.
+#: Keys are mutmut's mutant names; they follow the code, so a change to a function renumbers its mutants
+#: and this table is checked again with the table the run prints.
+EQUIVALENT: dict[str, str] = {}
+
+_RESULT = re.compile(r"^\s*(rspolicy\.(\w+)\.\S+): (.+?)\s*$")
+
+_CONFIG = """
+
+[tool.mutmut]
+source_paths = ["rspolicy"]
+only_mutate = {only}
+also_copy = ["sample_data", "rules"{shared}]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q", "--hypothesis-profile=mutation",
+                       "--ignore=tests/test_hostile.py", "--ignore=tests/test_hostile_property.py",
+                       "--ignore=tests/test_enforce_kill.py"]
+pytest_add_cli_args_test_selection = ["tests/"]
+"""
+
+
+def scratch_copy(dest: Path) -> None:
+    """The tracked files (as they are in the working tree), and ``../shared`` linked in when present."""
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    shared = REPO.parent / "shared"
+    if shared.is_dir():
+        # The tests find ../shared two levels above tests/: beside the copy, and beside mutmut's mutants/ tree.
+        (dest / "shared").symlink_to(shared)
+
+
+def run(selected: list[str], workdir: Path, children: int) -> dict[str, str]:
+    """Mutate the selected modules in ``workdir``; return mutant name -> status."""
+    only = [f"rspolicy/{m}.py" for m in selected]
+    shared = ', "shared"' if (workdir / "shared").exists() else ""
+    with (workdir / "pyproject.toml").open("a", encoding="utf-8") as fh:
+        fh.write(_CONFIG.format(only=repr(only).replace("'", '"'), shared=shared))
+    patterns = [f"rspolicy.{m}.{f}__mutmut_*" if f != "*" else f"rspolicy.{m}.*"
+                for m in selected for f in DECISION_PATH[m]]
+    mutmut = [sys.executable, "-m", "mutmut"]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.run([*mutmut, "run", "--max-children", str(children), *patterns], cwd=workdir, env=env,
+                   stdout=subprocess.DEVNULL, check=False)
+    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=workdir, env=env, capture_output=True,
+                             text=True, check=True).stdout
+    wanted = [re.compile(re.escape(p).replace(r"\*", ".*")) for p in patterns]
+    statuses = {}
+    for line in listing.splitlines():
+        match = _RESULT.match(line)
+        if match and any(w.fullmatch(match[1]) for w in wanted):
+            statuses[match[1]] = match[3]
+    return statuses
+
+
+def table(statuses: dict[str, str]) -> tuple[str, list[str]]:
+    """The per-module table, and the unexplained survivors."""
+    per_module: dict[str, Counter[str]] = {}
+    unexplained: list[str] = []
+    for name, status in sorted(statuses.items()):
+        module = name.split(".")[1]
+        counts = per_module.setdefault(module, Counter())
+        shown = "equivalent" if status == "survived" and name in EQUIVALENT else status
+        if shown == "survived":
+            unexplained.append(name)
+        counts[shown] += 1
+    columns = ["killed", "timeout", "survived", "equivalent", "no tests", "other"]
+    lines = [f"{'module':<12} {'mutants':>8} " + " ".join(f"{c:>10}" for c in columns)]
+    total: Counter[str] = Counter()
+    for module, counts in per_module.items():
+        known = {c: counts.get(c, 0) for c in columns[:-1]}
+        known["other"] = sum(counts.values()) - sum(known.values())
+        total.update(known)
+        lines.append(f"{module:<12} {sum(counts.values()):>8} " + " ".join(f"{known[c]:>10}" for c in columns))
+    lines.append(f"{'total':<12} {sum(total.values()):>8} " + " ".join(f"{total[c]:>10}" for c in columns))
+    return "\n".join(lines), unexplained
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE",
+                        help=f"entries of DECISION_PATH (default: all of {', '.join(DECISION_PATH)})")
+    parser.add_argument("--keep", type=Path, help="use this folder for the scratch copy and keep it")
+    parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in DECISION_PATH]
+    if unknown:
+        parser.error(f"not in DECISION_PATH: {', '.join(unknown)}")
+    selected = list(args.modules or DECISION_PATH)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=False)
+        workdir = args.keep
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="rspolicy-mutation-"))
+    try:
+        scratch_copy(workdir)
+        statuses = run(selected, workdir, args.children)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text, unexplained = table(statuses)
+    print(text)
+    if "timeout" in statuses.values():
+        print("\n(timeout: under the mutant the tests ran past mutmut's time limit, which the unchanged code keeps "
+              "to: counted as caught, as mutmut does)")
+    if unexplained:
+        print(f"\n{len(unexplained)} surviving mutant(s) not shown equivalent:")
+        for name in unexplained:
+            print(f"  {name}")
+        print("see one with: mutmut show NAME (in the --keep folder)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
