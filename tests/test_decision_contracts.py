@@ -242,3 +242,15 @@ def test_the_named_boundary_case() -> None:
     assert int(area_average(image.reshape(3, 21847), (Fraction(3), Fraction(21847)))[0, 0]) == 201
     image[32770] = 200
     assert int(area_average(image.reshape(3, 21847), (Fraction(3), Fraction(21847)))[0, 0]) == 200
+
+
+def test_an_alternative_class_with_the_same_outcome_does_not_take_over_the_decision(tmp_path: Path) -> None:
+    """Equal targets: the product's own class and rule decide; the other class is a warning, not a reason."""
+    rules = [RuleSpec(ProductClass.PANCHROMATIC, "<", 2.0, Action.RESAMPLE, 2.0),
+             RuleSpec(ProductClass.MULTISPECTRAL, "<", 2.0, Action.RESAMPLE, 2.0)]
+    policy = _policy(tmp_path, rules)
+    decision = decide(_product(1.0, [(ProductClass.PANCHROMATIC, Strength.STRONG),
+                                     (ProductClass.MULTISPECTRAL, Strength.WEAK)]), policy)
+    assert (decision.action, decision.target_gsd_m, decision.rule) == (Action.RESAMPLE, 2.0, "r0")
+    assert not any("stricter rule" in r for r in decision.reasons)
+    assert any("would not change the decision" in w for w in decision.warnings)

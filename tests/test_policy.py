@@ -153,3 +153,16 @@ def test_a_policy_just_under_the_size_bound_loads(tmp_path: Path) -> None:
     padding = "# " + "x" * (1024 * 1024 - len(DEFAULT_TEXT.encode()) - 10) + "\n"
     path = write_policy(tmp_path, padding + DEFAULT_TEXT)
     assert load_policy(path).ref.name == "cnsa-2022"
+
+
+@pytest.mark.parametrize(("message", "shown"), [
+    ("a\n  b\tc  ", "a b c"),
+    ("x" * 200, "x" * 200),
+    ("x" * 201, "x" * 200 + "..."),
+    ("y" * 198 + " \n z", "y" * 198 + " z"),
+    ("", ""),
+])
+def test_policy_error_details_are_one_line_and_cut_at_200_characters(message: str, shown: str) -> None:
+    from rspolicy.policy import _one_line
+
+    assert _one_line(ValueError(message)) == shown
