@@ -860,6 +860,8 @@ _COLUMN_PATHS: dict[str, tuple[str, ...]] = {
     "product_class": ("input.product_class", "result.product_class", "product_class"),
     "gsd_m": ("input.gsd_m", "result.gsd_m", "gsd_m"),
     "action": ("result.action", "action"),
+    # "released" or "reconcile" for the records that follow a decision's release (empty for decisions).
+    "event": ("event",),
     "target_gsd_m": ("result.target_gsd_m", "output.target_gsd_m", "target_gsd_m"),
     "policy_name": ("policy.name",),
     "policy_sha256": ("policy.sha256",),

@@ -67,6 +67,10 @@ pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q", "--hypothesis-profi
                        "--ignore=tests/test_hostile.py", "--ignore=tests/test_hostile_property.py",
                        "--ignore=tests/test_enforce_kill.py"]
 pytest_add_cli_args_test_selection = ["tests/"]
+mutate_only_covered_lines = true
+# A mutant may take four times as long as the tests take unchanged before it counts as a timeout (mutmut's
+# default, thirty times, lets one looping mutant hold a core for many minutes).
+timeout_multiplier = 2.0
 """
 
 

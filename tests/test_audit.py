@@ -727,7 +727,7 @@ def test_export_csv_columns(tmp_path: Path) -> None:
     assert tuple(rows[0]) == audit.CSV_COLUMNS
     assert list(audit.CSV_COLUMNS) == [
         "seq", "decision_id", "timestamp", "path", "satellite", "sensor", "product_class", "gsd_m", "action",
-        "target_gsd_m", "policy_name", "policy_sha256", "recipient", "operator", "hash"]
+        "event", "target_gsd_m", "policy_name", "policy_sha256", "recipient", "operator", "hash"]
     first = rows[1]
     assert first["path"] == "/data/GF2_PMS1_00001.tiff"
     assert (first["satellite"], first["sensor"], first["product_class"]) == ("GF-2", "PMS1", "panchromatic")

@@ -135,3 +135,19 @@ def test_console_entry_point_reports_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("rspolicy: error:") and str(log) in lines[0]
+
+
+def test_export_names_the_release_events_apart_from_decisions(tmp_path: Path) -> None:
+    """An auditor reading the CSV tells a decision from the record that its files were placed."""
+    import csv
+    import io
+
+    log = tmp_path / "log.jsonl"
+    runner = CliRunner()
+    enforced = runner.invoke(cli, ["enforce", str(SAMPLE_DATA / "svn1_pan_0.3m"), "-o", str(tmp_path / "out"),
+                                   "--log", str(log)])
+    assert enforced.exit_code == 3
+    exported = runner.invoke(cli, ["log", "export", str(log), "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [(r["action"], r["event"]) for r in rows] == [("resample", ""), ("", "released")]
+    assert rows[0]["decision_id"] == rows[1]["decision_id"]
