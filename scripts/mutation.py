@@ -4,7 +4,7 @@ Outside CI (it takes tens of minutes on two cores). Run from the repository root
 
     python scripts/mutation.py                 # the whole decision path
     python scripts/mutation.py policy screen   # only these entries of DECISION_PATH
-    python scripts/mutation.py --keep DIR      # leave the scratch copy (mutants, mutmut's cache) in DIR
+    python scripts/mutation.py --keep DIR      # leave the scratch copies (mutants, mutmut's cache) in DIR/MODULE
 
 mutmut changes one thing at a time in a function (an operator, a constant, a
 comparison, a returned value) and runs the tests that call that function; a
@@ -32,24 +32,41 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: The decision path: module -> the functions mutated in it (mutmut's names: ``x_func`` for a function,
-#: ``xǁClassǁmethod`` for a method; ``*`` for the whole module).
-DECISION_PATH: dict[str, tuple[str, ...]] = {
-    "policy": ("*",),
-    "resolution": ("*",),
-    "classify": ("*",),
-    "screen": ("x_decide", "x__decide", "x__stricter"),
-    "degrade": ("x_plan_degrade", "x__factor"),
-    "resample": ("x__exact_in", "x_as_fraction", "x__ceil_fraction", "x__simplest_between", "xǁ_Kernelǁ_finish"),
-    "enforce": ("x__rescreen", "x__blocked", "xǁ_Runǁ*"),
-    "records": ("x_pending_releases", "x_release_problems", "x__released_files"),
-    "audit": ("x_verify", "x__check_hash", "x__digest", "x__parse"),
+#: The decision path: module -> (the functions mutated in it, the tests run against its mutants). Functions
+#: use mutmut's names: ``x_func`` for a function, ``xǁClassǁmethod`` for a method, ``*`` for the whole
+#: module. The tests are the files that state the module's contracts; mutmut runs, of those, the tests
+#: that call the mutated function.
+DECISION_PATH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "policy": (("*",), ("test_policy.py", "test_decision_contracts.py", "test_cli_screen.py")),
+    "screen": (("x_decide", "x__decide", "x__stricter"),
+               ("test_decision_contracts.py", "test_classify_resolve.py", "test_fail_closed.py",
+                "test_cli_screen.py")),
+    "classify": (("*",), ("test_classify_resolve.py", "test_decision_contracts.py", "test_cli_screen.py")),
+    "resolution": (("*",), ("test_classify_resolve.py", "test_decision_contracts.py", "test_cli_screen.py")),
+    "degrade": (("x_plan_degrade", "x__factor"), ("test_decision_contracts.py", "test_degrade.py",
+                                                  "test_enforce.py")),
+    "resample": (("x__exact_in", "x_as_fraction", "x__ceil_fraction", "x__simplest_between",
+                  "xǁ_Kernelǁ_finish"), ("test_resample.py", "test_decision_contracts.py")),
+    "enforce": (("x__rescreen", "x__blocked", "x__already_written", "xǁ_Runǁ*"),
+                ("test_enforce.py", "test_enforce_safety.py", "test_fail_closed.py", "test_gate_paths.py")),
+    "records": (("x_pending_releases", "x_release_problems", "x__released_files"),
+                ("test_enforce_safety.py", "test_cli_log.py", "test_enforce.py")),
+    "audit": (("x_verify", "x__check_hash", "x__digest", "x__parse"), ("test_audit.py", "test_cli_log.py")),
 }
 
 #: Surviving mutants shown to be equivalent (no behaviour can tell them from the original), with why.
 #: Keys are mutmut's mutant names; they follow the code, so a change to a function renumbers its mutants
 #: and this table is checked again with the table the run prints.
 EQUIVALENT: dict[str, str] = {
+    "rspolicy.policy.x_snap__mutmut_10": "drops `abs_tol=0.0` from math.isclose, whose default it is",
+    "rspolicy.policy.x_evaluate__mutmut_59":
+        "`rule.target_m if ... or True`: a loaded resample rule always has a target (the loader defaults it to "
+        "the limit), so the fallback is never taken",
+    "rspolicy.policy.x_load_policy__mutmut_7":
+        "reads the whole file instead of one byte past the bound: the same refusal, only the memory bound is "
+        "lost, which no test can see without a memory limit",
+    "rspolicy.policy.x_load_policy__mutmut_9": "reads two bytes past the bound instead of one: the same refusal",
+    "rspolicy.policy.x_load_policy__mutmut_16": "`UTF-8` for `utf-8`: codec names are case-insensitive",
     "rspolicy.screen.x__stricter__mutmut_2":
         "`>` to `>=` between severities inside `if candidate.severity != current.severity`: they differ there, "
         "so `>=` is `>`",
@@ -66,7 +83,7 @@ also_copy = ["sample_data", "rules"{shared}]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q", "--hypothesis-profile=mutation",
                        "--ignore=tests/test_hostile.py", "--ignore=tests/test_hostile_property.py",
                        "--ignore=tests/test_enforce_kill.py"]
-pytest_add_cli_args_test_selection = ["tests/"]
+pytest_add_cli_args_test_selection = {tests}
 mutate_only_covered_lines = true
 # A mutant may take four times as long as the tests take unchanged before it counts as a timeout (mutmut's
 # default, thirty times, lets one looping mutant hold a core for many minutes).
@@ -89,14 +106,14 @@ def scratch_copy(dest: Path) -> None:
         (dest / "shared").symlink_to(shared)
 
 
-def run(selected: list[str], workdir: Path, children: int) -> dict[str, str]:
-    """Mutate the selected modules in ``workdir``; return mutant name -> status."""
-    only = [f"rspolicy/{m}.py" for m in selected]
+def run(module: str, workdir: Path, children: int) -> dict[str, str]:
+    """Mutate one module of the decision path in ``workdir`` (a scratch copy); return mutant name -> status."""
+    functions, tests = DECISION_PATH[module]
     shared = ', "shared"' if (workdir / "shared").exists() else ""
     with (workdir / "pyproject.toml").open("a", encoding="utf-8") as fh:
-        fh.write(_CONFIG.format(only=repr(only).replace("'", '"'), shared=shared))
-    patterns = [f"rspolicy.{m}.{f}__mutmut_*" if f != "*" else f"rspolicy.{m}.*"
-                for m in selected for f in DECISION_PATH[m]]
+        fh.write(_CONFIG.format(only=f'["rspolicy/{module}.py"]', shared=shared,
+                                tests=repr([f"tests/{t}" for t in tests]).replace("'", '"')))
+    patterns = [f"rspolicy.{module}.{f}__mutmut_*" if f != "*" else f"rspolicy.{module}.*" for f in functions]
     mutmut = [sys.executable, "-m", "mutmut"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     subprocess.run([*mutmut, "run", "--max-children", str(children), *patterns], cwd=workdir, env=env,
@@ -139,24 +156,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help=f"entries of DECISION_PATH (default: all of {', '.join(DECISION_PATH)})")
-    parser.add_argument("--keep", type=Path, help="use this folder for the scratch copy and keep it")
+    parser.add_argument("--keep", type=Path, help="use this (new) folder for the scratch copies and keep it")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in DECISION_PATH]
     if unknown:
         parser.error(f"not in DECISION_PATH: {', '.join(unknown)}")
     selected = list(args.modules or DECISION_PATH)
+    root = args.keep or Path(tempfile.mkdtemp(prefix="rspolicy-mutation-"))
     if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=False)
-        workdir = args.keep
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="rspolicy-mutation-"))
+        root.mkdir(parents=True, exist_ok=False)
+    statuses: dict[str, str] = {}
     try:
-        scratch_copy(workdir)
-        statuses = run(selected, workdir, args.children)
+        for module in selected:
+            # One scratch copy per module: mutmut's configuration (what to mutate, which tests) is per tree.
+            workdir = root / module
+            workdir.mkdir()
+            scratch_copy(workdir)
+            statuses.update(run(module, workdir, args.children))
     finally:
         if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
     text, unexplained = table(statuses)
     print(text)
     if "timeout" in statuses.values():
@@ -166,7 +186,7 @@ def main() -> int:
         print(f"\n{len(unexplained)} surviving mutant(s) not shown equivalent:")
         for name in unexplained:
             print(f"  {name}")
-        print("see one with: mutmut show NAME (in the --keep folder)")
+        print("see one with: mutmut show NAME (in the module's folder under --keep)")
         return 1
     return 0
 
