@@ -8,6 +8,7 @@ a delivery, and one that skips leaks it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator
 
@@ -75,8 +76,11 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
                        f"{resolution.finest.field}")
     reasons.append(outcome.reason)
     action, target = outcome.action, outcome.target_gsd_m
-    if product.problems:
-        reasons = [*product.problems, *reasons]
+    # Readers refuse such values; one that got through anyway is unusable evidence, which blocks.
+    unusable = [f"{e.source} {e.field}: {e.value!r} is not a usable ground resolution" for e in product.evidence
+                if e.fact in (Fact.GSD, Fact.NOMINAL_RESOLUTION) and not _usable_length(e.value)]
+    if product.problems or unusable:
+        reasons = [*product.problems, *unusable, *reasons]
         action, target = Action.BLOCK, None
     if action is Action.ALLOW and product.rebuild:
         reasons.append(f"the image leaves rebuilt pixel-exact by rspolicy's writer, not byte for byte: "
@@ -98,6 +102,10 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
         decision_id=new_decision_id(),
         product=product,
     )
+
+
+def _usable_length(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _stricter(candidate: Outcome, current: Outcome) -> bool:

@@ -58,6 +58,9 @@ DECISION_PATH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: Keys are mutmut's mutant names; they follow the code, so a change to a function renumbers its mutants
 #: and this table is checked again with the table the run prints.
 EQUIVALENT: dict[str, str] = {
+    "rspolicy.resolution.x__disagreements__mutmut_7":
+        "`<` to `<=` when keeping the finest value per method: a tie is the same value from the same source and "
+        "the same measurement (two axes of it); the warning then names the other axis of it, equally true",
     "rspolicy.policy.x_snap__mutmut_10": "drops `abs_tol=0.0` from math.isclose, whose default it is",
     "rspolicy.policy.x_evaluate__mutmut_59":
         "`rule.target_m if ... or True`: a loaded resample rule always has a target (the loader defaults it to "

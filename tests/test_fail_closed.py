@@ -189,3 +189,17 @@ def test_a_shared_sidecar_conflict_among_loose_files_blocks_the_second(tmp_path:
     assert decisions[hh]["action"] == "resample" and decisions[hv]["action"] == "block"
     assert "shared with another product" in decisions[hv]["reasons"][-1]
     assert not list(out.rglob(hv))
+
+
+@pytest.mark.parametrize("value", [0.0, -0.5, float("nan"), float("inf"), "0.3", True])
+def test_resolution_evidence_that_is_not_a_length_blocks(value: object) -> None:
+    """A reader refuses such values; if one got through anyway, the decision blocks rather than drop it."""
+    from rspolicy.model import Evidence, Fact, ProductEvidence, Strength
+    from rspolicy.policy import load_policy
+    from rspolicy.screen import decide
+
+    evidence = (Evidence(Fact.GSD, 3.0, "a.tif", "geotransform"), Evidence(Fact.GSD, value, "a.xml", "ImageGSD"),
+                Evidence(Fact.CLASS_HINT, "panchromatic", "a.xml", "Sensor", "", Strength.STRONG))
+    decision = decide(ProductEvidence("a.tif", None, (Path("a.tif"),), evidence), load_policy())
+    assert decision.action.value == "block"
+    assert decision.reasons[0] == f"a.xml ImageGSD: {value!r} is not a usable ground resolution"
