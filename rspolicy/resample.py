@@ -623,10 +623,14 @@ def _exact_in(mantissa: int, maxabs: float, total_weight: int) -> bool:
     ``S / D`` (``D <= total_weight``) is then correctly rounded, off by at most
     half an ulp of ``maxabs``, while a mean that is not a tie lies at least
     ``1 / (2 D)`` from the nearest half-integer; so rounding the quotient to an
-    integer cannot go wrong if ``ulp(maxabs) * total_weight < 1``.
+    integer cannot go wrong if ``ulp(maxabs) * total_weight < 1``. That
+    condition implies the first: with ``maxabs < 2**e`` and ``ulp = 2**(e -
+    mantissa)``, ``total_weight < 2**(mantissa - e)`` bounds every sum by
+    ``2**mantissa``.
+
+    >>> _exact_in(24, 255.0, 65535), _exact_in(24, 255.0, 65536)
+    (True, False)
     """
-    if maxabs * total_weight > 2.0**mantissa:
-        return False
     ulp = 2.0 ** (math.frexp(max(maxabs, 1.0))[1] - mantissa)
     return ulp * total_weight < 1
 

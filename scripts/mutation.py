@@ -58,6 +58,22 @@ DECISION_PATH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: Keys are mutmut's mutant names; they follow the code, so a change to a function renumbers its mutants
 #: and this table is checked again with the table the run prints.
 EQUIVALENT: dict[str, str] = {
+    "rspolicy.resample.x__ceil_fraction__mutmut_1":
+        "`<` for `<=` in the early return: at denominator == bound the walk below finds the value itself",
+    "rspolicy.resample.x__ceil_fraction__mutmut_41":
+        "`>` for `>=`: the early return has already handled a value whose denominator fits, so `semi` (whose "
+        "denominator fits) never equals it",
+    "rspolicy.resample.x__simplest_between__mutmut_7":
+        "`<` for `<=`: at `whole + 1 == hi` the recursion returns `whole + 1` as well",
+    "rspolicy.resample.xǁ_Kernelǁ_finish__mutmut_57":
+        "divides the empty pixels too: their quotient is replaced by 0 and then by the fill value just below",
+    **{f"rspolicy.resample.xǁ_Kernelǁ_finish__mutmut_{n}":
+       "the clip to the output type's range is defensive: a correctly rounded mean (or root mean power) of "
+       "in-range samples stays in range, and float64 sums of 32-bit samples err far below half a unit"
+       for n in (79, 80, 81, 82, 83, 87, 88, 89, 93)},
+    **{f"rspolicy.resample.xǁ_Kernelǁ_finish__mutmut_{n}":
+       "what is written into empty pixels before the cast is replaced by the fill value right after it"
+       for n in (107, 111)},
     "rspolicy.resolution.x__disagreements__mutmut_7":
         "`<` to `<=` when keeping the finest value per method: a tie is the same value from the same source and "
         "the same measurement (two axes of it); the warning then names the other axis of it, equally true",

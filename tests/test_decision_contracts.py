@@ -254,3 +254,71 @@ def test_an_alternative_class_with_the_same_outcome_does_not_take_over_the_decis
     assert (decision.action, decision.target_gsd_m, decision.rule) == (Action.RESAMPLE, 2.0, "r0")
     assert not any("stricter rule" in r for r in decision.reasons)
     assert any("would not change the decision" in w for w in decision.warnings)
+
+
+# --- the kernel's exactness proof and its rational factors ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mantissa", "maxabs", "total", "exact"), [
+    (24, 255.0, 65535, True), (24, 255.0, 65536, False),            # uint8: 2**16 weights is one too many
+    (24, 4095.0, 4095, True), (24, 4095.0, 4096, False),            # 12-bit data in uint16
+    (24, 1.0, 2**23 - 1, True), (24, 1.0, 2**23, False),            # below 2 the ulp is that of 1.0
+    (24, 0.5, 2**23 - 1, True),
+    (53, 65535.0, 2**37 - 1, True), (53, 65535.0, 2**37, False),    # uint16 in float64
+    (53, 2.0**31, 2**21 - 1, True), (53, 2.0**31, 2**21, False),    # int32 extremes
+])
+def test_the_exactness_bound_at_its_edge(mantissa: int, maxabs: float, total: int, exact: bool) -> None:
+    from rspolicy.resample import _exact_in
+
+    assert _exact_in(mantissa, maxabs, total) is exact
+
+
+def _smallest_at_or_above(value: Fraction, limit: int) -> Fraction:
+    return min(Fraction(math.ceil(value * q), q) for q in range(1, limit + 1))
+
+
+def _simplest_in(lo: Fraction, hi: Fraction) -> Fraction:
+    q = 1
+    while True:
+        p = math.ceil(lo * q)
+        if Fraction(p, q) <= hi:
+            return Fraction(p, q)
+        q += 1
+
+
+_fractions = st.builds(Fraction, st.integers(1, 4000), st.integers(1, 300)).filter(lambda f: f >= 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_fractions, limit=st.integers(1, 40))
+def test_ceil_fraction_is_the_smallest_fraction_at_or_above(value: Fraction, limit: int) -> None:
+    from rspolicy.resample import _ceil_fraction
+
+    assert _ceil_fraction(value, limit) == _smallest_at_or_above(value, limit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_fractions, b=_fractions)
+def test_simplest_between_is_the_least_denominator_then_the_least_value(a: Fraction, b: Fraction) -> None:
+    from rspolicy.resample import _simplest_between
+
+    lo, hi = min(a, b), max(a, b)
+    assert _simplest_between(lo, hi) == _simplest_in(lo, hi)
+
+
+def test_as_fraction_keeps_a_float_that_names_a_fraction_at_the_denominator_bound() -> None:
+    from rspolicy.resample import as_fraction
+
+    assert as_fraction(0.5 / 0.3, max_denominator=3) == Fraction(5, 3)
+    assert as_fraction(0.5 / 0.3, max_denominator=2) == Fraction(2)
+    assert as_fraction(1.0) == Fraction(1)
+
+
+@pytest.mark.parametrize("bound", [2.5, 0, -3, True, "8"])
+def test_as_fraction_refuses_a_bound_that_is_not_a_positive_integer(bound: object) -> None:
+    from rspolicy.errors import ResampleError
+    from rspolicy.resample import as_fraction
+
+    with pytest.raises(ResampleError) as caught:
+        as_fraction(2, max_denominator=bound)  # type: ignore[arg-type]
+    assert str(caught.value) == f"max_denominator must be a positive integer, got {bound!r}"
