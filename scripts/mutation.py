@@ -37,12 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 #: module. The tests are the files that state the module's contracts; mutmut runs, of those, the tests
 #: that call the mutated function.
 DECISION_PATH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "policy": (("*",), ("test_policy.py", "test_decision_contracts.py", "test_cli_screen.py")),
+    "policy": (("*",), ("test_policy.py", "test_policy_messages.py", "test_decision_contracts.py",
+                        "test_cli_screen.py")),
     "screen": (("x_decide", "x__decide", "x__stricter"),
                ("test_decision_contracts.py", "test_classify_resolve.py", "test_fail_closed.py",
                 "test_cli_screen.py")),
-    "classify": (("*",), ("test_classify_resolve.py", "test_decision_contracts.py", "test_cli_screen.py")),
-    "resolution": (("*",), ("test_classify_resolve.py", "test_decision_contracts.py", "test_cli_screen.py")),
+    "classify": (("*",), ("test_classify_resolve.py", "test_classification_resolution_outputs.py",
+                          "test_decision_contracts.py", "test_cli_screen.py")),
+    "resolution": (("*",), ("test_classify_resolve.py", "test_classification_resolution_outputs.py",
+                            "test_decision_contracts.py", "test_fail_closed.py", "test_cli_screen.py")),
     "degrade": (("x_plan_degrade", "x__factor"), ("test_decision_contracts.py", "test_degrade.py",
                                                   "test_enforce.py")),
     "resample": (("x__exact_in", "x_as_fraction", "x__ceil_fraction", "x__simplest_between",
