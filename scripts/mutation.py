@@ -80,6 +80,11 @@ EQUIVALENT: dict[str, str] = {
     "rspolicy.resolution.x__disagreements__mutmut_7":
         "`<` to `<=` when keeping the finest value per method: a tie is the same value from the same source and "
         "the same measurement (two axes of it); the warning then names the other axis of it, equally true",
+    **{f"rspolicy.policy.x__validate__mutmut_{n}":
+       "`required=None` for `required=False`: the flag is only tested for truth" for n in (88, 134)},
+    **{f"rspolicy.policy.x__validate__mutmut_{n}":
+       "`doc.get('rule', None)` for `doc.get('rule', [])`: a missing list and an empty one get the same refusal"
+       for n in (191, 193)},
     "rspolicy.policy.x_snap__mutmut_10": "drops `abs_tol=0.0` from math.isclose, whose default it is",
     "rspolicy.policy.x_evaluate__mutmut_59":
         "`rule.target_m if ... or True`: a loaded resample rule always has a target (the loader defaults it to "

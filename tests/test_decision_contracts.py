@@ -322,3 +322,19 @@ def test_as_fraction_refuses_a_bound_that_is_not_a_positive_integer(bound: objec
     with pytest.raises(ResampleError) as caught:
         as_fraction(2, max_denominator=bound)  # type: ignore[arg-type]
     assert str(caught.value) == f"max_denominator must be a positive integer, got {bound!r}"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rules=st.lists(rule_specs(ProductClass.PANCHROMATIC), min_size=2, max_size=6), gsd=_gsds)
+def test_among_rules_of_one_class_the_strictest_and_coarsest_decide(tmp_path: Path, rules: list[RuleSpec],
+                                                                   gsd: float) -> None:
+    policy = _policy(tmp_path, rules)
+    outcome = evaluate(policy, ProductClass.PANCHROMATIC, gsd)
+    assert (outcome.action, outcome.target_gsd_m) == expected(rules, ProductClass.PANCHROMATIC, gsd)
+
+
+def test_the_coarsest_target_wins_even_from_the_rule_with_the_lower_limit(tmp_path: Path) -> None:
+    rules = [RuleSpec(ProductClass.PANCHROMATIC, "<", 1.0, Action.RESAMPLE, 5.0),
+             RuleSpec(ProductClass.PANCHROMATIC, "<", 2.0, Action.RESAMPLE, 2.0)]
+    outcome = evaluate(_policy(tmp_path, rules), ProductClass.PANCHROMATIC, 0.5)
+    assert (outcome.action, outcome.target_gsd_m, outcome.rule) == (Action.RESAMPLE, 5.0, "r0")

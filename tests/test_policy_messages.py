@@ -124,6 +124,7 @@ def test_what_a_policy_says_is_what_is_loaded(tmp_path: Path) -> None:
                    + RULE + 'target_m = 0.75\ndescription = " half a metre "\n')
     assert (policy.ref.name, policy.ref.version, policy.title, policy.authority, policy.description) == (
         "p", "1", "T", "A", "words")
+    assert policy.ref.path == str(tmp_path / "policy.toml")
     assert (policy.tolerance, policy.disagreement, policy.unlisted_class) == (1e-3, 0.25, Action.ALLOW)
     assert (policy.resampling.method, policy.resampling.sar_complex, policy.resampling.sar_detected) == (
         "area-average", "coherent", "intensity")
