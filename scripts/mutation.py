@@ -112,9 +112,9 @@ pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q", "--hypothesis-profi
                        "--ignore=tests/test_enforce_kill.py"]
 pytest_add_cli_args_test_selection = {tests}
 mutate_only_covered_lines = true
-# A mutant may take four times as long as the tests take unchanged before it counts as a timeout (mutmut's
-# default, thirty times, lets one looping mutant hold a core for many minutes).
-timeout_multiplier = 2.0
+# The tests under a mutant may take 2 x this multiplier as long as unchanged before they count as a
+# timeout (mutmut's default, 15, lets one looping mutant hold a core for many minutes).
+timeout_multiplier = {timeout_multiplier}
 """
 
 
@@ -133,13 +133,14 @@ def scratch_copy(dest: Path) -> None:
         (dest / "shared").symlink_to(shared)
 
 
-def run(module: str, workdir: Path, children: int) -> dict[str, str]:
+def run(module: str, workdir: Path, children: int, timeout_multiplier: float) -> dict[str, str]:
     """Mutate one module of the decision path in ``workdir`` (a scratch copy); return mutant name -> status."""
     functions, tests = DECISION_PATH[module]
     shared = ', "shared"' if (workdir / "shared").exists() else ""
     with (workdir / "pyproject.toml").open("a", encoding="utf-8") as fh:
         fh.write(_CONFIG.format(only=f'["rspolicy/{module}.py"]', shared=shared,
-                                tests=repr([f"tests/{t}" for t in tests]).replace("'", '"')))
+                                tests=repr([f"tests/{t}" for t in tests]).replace("'", '"'),
+                                timeout_multiplier=timeout_multiplier))
     patterns = [f"rspolicy.{module}.{f}__mutmut_*" if f != "*" else f"rspolicy.{module}.*" for f in functions]
     mutmut = [sys.executable, "-m", "mutmut"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -185,6 +186,8 @@ def main() -> int:
                         help=f"entries of DECISION_PATH (default: all of {', '.join(DECISION_PATH)})")
     parser.add_argument("--keep", type=Path, help="use this (new) folder for the scratch copies and keep it")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    parser.add_argument("--timeout-multiplier", type=float, default=2.0,
+                        help="mutmut's timeout_multiplier (default 2: a mutant's tests may run 4x as long)")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in DECISION_PATH]
     if unknown:
@@ -200,7 +203,7 @@ def main() -> int:
             workdir = root / module
             workdir.mkdir()
             scratch_copy(workdir)
-            statuses.update(run(module, workdir, args.children))
+            statuses.update(run(module, workdir, args.children, args.timeout_multiplier))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
