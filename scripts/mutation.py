@@ -143,7 +143,9 @@ def run(module: str, workdir: Path, children: int, timeout_multiplier: float) ->
                                 timeout_multiplier=timeout_multiplier))
     patterns = [f"rspolicy.{module}.{f}__mutmut_*" if f != "*" else f"rspolicy.{module}.*" for f in functions]
     mutmut = [sys.executable, "-m", "mutmut"]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # One BLAS/OpenMP thread: mutmut limits a mutant's CPU time, and idle OpenBLAS threads spinning in a
+    # forked test process would spend it and turn a caught mutant into a false timeout.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     subprocess.run([*mutmut, "run", "--max-children", str(children), *patterns], cwd=workdir, env=env,
                    stdout=subprocess.DEVNULL, check=False)
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=workdir, env=env, capture_output=True,
