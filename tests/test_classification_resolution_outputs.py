@@ -96,3 +96,80 @@ def test_two_axes_of_one_measurement_may_differ(first: str, second: str) -> None
     result = resolve(_product(Evidence(Fact.GSD, 0.5, "a.meta.xml", first),
                               Evidence(Fact.GSD, 1.2, "a.meta.xml", second)))
     assert (result.gsd_m, result.warnings) == (0.5, ())
+
+
+# --- what a decision carries -----------------------------------------------------------------------------------------
+
+
+def _decide(*evidence: Evidence, policy_text: str | None = None, rebuild: str | None = None, tmp: Path | None = None):  # type: ignore[no-untyped-def]
+    from rspolicy.policy import load_policy
+    from rspolicy.screen import decide
+
+    policy = load_policy()
+    if policy_text is not None and tmp is not None:
+        (tmp / "p.toml").write_text(policy_text)
+        policy = load_policy(tmp / "p.toml")
+    product = ProductEvidence("scene.tif", None, (Path("scene.tif"),), evidence, rebuild=rebuild)
+    return decide(product, policy)
+
+
+def test_a_decision_names_satellite_sensor_the_finest_source_and_the_rule() -> None:
+    decision = _decide(Evidence(Fact.SATELLITE, "GF2", "a.xml", "SatelliteID"),
+                       Evidence(Fact.SENSOR, "PMS1", "a.xml", "SensorID"),
+                       Evidence(Fact.GSD, 0.81, "a.xml", "ImageGSD"), Evidence(Fact.GSD, 0.3, "a.tif", "geotransform"),
+                       _hint(PAN, Strength.STRONG, "a.xml", "SensorID", "PMS PAN"))
+    assert (decision.path, decision.satellite, decision.sensor, decision.gsd_m) == ("scene.tif", "GF2", "PMS1", 0.3)
+    assert decision.reasons == ("finest resolution 0.3 m from a.tif geotransform",
+                                "panchromatic at 0.3 m is finer than the limit 0.5 m (cnsa-2022/panchromatic): "
+                                "degrade to 0.5 m")
+    assert decision.product is not None and len(decision.decision_id) == 36
+
+
+def test_a_blocked_decision_does_not_claim_a_finest_resolution() -> None:
+    decision = _decide(Evidence(Fact.GSD, 0.3, "a.tif", "geotransform"))  # no class: unknown, blocked
+    assert decision.action.value == "block"
+    assert not any(r.startswith("finest resolution") for r in decision.reasons)
+    assert _decide(_hint(PAN, Strength.STRONG)).reasons == (
+        "no evidence of the ground resolution (fails closed)",)
+
+
+def test_a_stricter_alternative_class_is_given_as_a_reason() -> None:
+    decision = _decide(Evidence(Fact.GSD, 1.0, "a.tif", "geotransform"),
+                       _hint(PAN, Strength.STRONG, "a.xml", "SensorID", "PAN camera"),
+                       _hint(MS, Strength.WEAK, "a.tif", "RasterCount", "4 bands"))
+    assert decision.reasons == (
+        "a.tif RasterCount suggests multispectral (4 bands); the stricter rule for multispectral applies",
+        "finest resolution 1 m from a.tif geotransform",
+        "multispectral at 1 m is finer than the limit 2 m (cnsa-2022/multispectral): degrade to 2 m")
+
+
+def test_only_an_allowed_product_says_it_is_rebuilt() -> None:
+    allowed = _decide(Evidence(Fact.GSD, 0.8, "a.tif", "geotransform"), _hint(PAN, Strength.STRONG),
+                      rebuild="bytes after the last strip")
+    assert allowed.reasons[-1] == ("the image leaves rebuilt pixel-exact by rspolicy's writer, not byte for byte: "
+                                   "bytes after the last strip")
+    resampled = _decide(Evidence(Fact.GSD, 0.3, "a.tif", "geotransform"), _hint(PAN, Strength.STRONG),
+                        rebuild="bytes after the last strip")
+    assert not any("rebuilt" in r for r in resampled.reasons)
+
+
+def test_the_policy_disagreement_threshold_is_the_one_used(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "rules" / "cnsa-2022.toml").read_text()
+    loose = text.replace("disagreement_relative = 0.10", "disagreement_relative = 0.5")
+    evidence = (Evidence(Fact.GSD, 1.0, "a.tif", "geotransform"), Evidence(Fact.GSD, 1.3, "a.xml", "ImageGSD"),
+                _hint(PAN, Strength.STRONG))
+    assert _decide(*evidence).warnings  # 30% apart: over the default 10%
+    assert not _decide(*evidence, policy_text=loose, tmp=tmp_path).warnings
+
+
+def test_an_internal_error_blocks_and_keeps_the_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("rspolicy.screen.classify", broken)
+    decision = _decide(Evidence(Fact.GSD, 0.3, "a.tif", "geotransform"))
+    assert (decision.path, decision.action.value, decision.product_class) == ("scene.tif", "block",
+                                                                              ProductClass.UNKNOWN)
+    assert decision.reasons == ("scene.tif: internal error while deciding (RuntimeError: boom); blocked",)
+    assert decision.product is not None and decision.product.path == "scene.tif"
+    assert isinstance(decision.decision_id, str) and len(decision.decision_id) == 36
