@@ -85,6 +85,8 @@ EQUIVALENT: dict[str, str] = {
     **{f"rspolicy.policy.x__validate__mutmut_{n}":
        "`doc.get('rule', None)` for `doc.get('rule', [])`: a missing list and an empty one get the same refusal"
        for n in (191, 193)},
+    "rspolicy.degrade.x__factor__mutmut_3":
+        "`<` for `<=` at a ratio of exactly 1: as_fraction(1.0) is 1 as well",
     "rspolicy.policy.x_snap__mutmut_10": "drops `abs_tol=0.0` from math.isclose, whose default it is",
     "rspolicy.policy.x_evaluate__mutmut_59":
         "`rule.target_m if ... or True`: a loaded resample rule always has a target (the loader defaults it to "

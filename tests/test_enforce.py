@@ -242,7 +242,10 @@ def test_rescreen_guard_deletes_a_leaking_output(tmp_path: Path, monkeypatch: py
     result = run("--json", str(PAN03), "-o", str(out))
     [record] = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["action"] == "block" and "failed its re-screen" in record["reasons"][-1]
-    assert result.exit_code == 4
+    assert record["target_gsd_m"] is None  # a blocked product has no target
+    # The re-screen names the staged files by their names in the output, as a recipient would see them.
+    sidecar = next(PAN03.glob("*.xml")).name
+    assert f"from {sidecar} ImageGSD" in record["reasons"][-1], record["reasons"][-1]
     assert result.exit_code == 4
     assert [p for p in out.rglob("*") if p.is_file()] == []
 
