@@ -87,6 +87,10 @@ EQUIVALENT: dict[str, str] = {
        for n in (191, 193)},
     "rspolicy.degrade.x__factor__mutmut_3":
         "`<` for `<=` at a ratio of exactly 1: as_fraction(1.0) is 1 as well",
+    **{f"rspolicy.enforce.x__rescreen__mutmut_{n}":
+       "drops the decided-class hint from the re-screen: a degraded or rebuilt output carries the same class in "
+       "its RSPOLICY_PRODUCT_CLASS tag, and a copied one is the input's own bytes, so the class is found anyway"
+       for n in (20, 25)},
     "rspolicy.policy.x_snap__mutmut_10": "drops `abs_tol=0.0` from math.isclose, whose default it is",
     "rspolicy.policy.x_evaluate__mutmut_59":
         "`rule.target_m if ... or True`: a loaded resample rule always has a target (the loader defaults it to "

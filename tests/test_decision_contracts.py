@@ -344,3 +344,15 @@ def test_the_coarsest_target_wins_even_from_the_rule_with_the_lower_limit(tmp_pa
              RuleSpec(ProductClass.PANCHROMATIC, "<", 2.0, Action.RESAMPLE, 2.0)]
     outcome = evaluate(_policy(tmp_path, rules), ProductClass.PANCHROMATIC, 0.5)
     assert (outcome.action, outcome.target_gsd_m, outcome.rule) == (Action.RESAMPLE, 5.0, "r0")
+
+
+def test_a_decision_without_a_target_cannot_be_planned(tmp_path: Path) -> None:
+    from rspolicy.errors import OutputError
+
+    tif = _geotiff(tmp_path / "scene.tif", 0.3, 0.3)
+    evidence = (Evidence(Fact.CLASS_HINT, "panchromatic", "scene.xml", "test", "", Strength.STRONG),)
+    decision = decide(ProductEvidence(str(tif), tif, (tif,), evidence), load_policy())
+    with pytest.raises(OutputError, match="nothing to degrade"):
+        plan_degrade(type(decision)(**{**decision.__dict__, "target_gsd_m": None}), load_policy())
+    with pytest.raises(OutputError, match="nothing to degrade"):
+        plan_degrade(type(decision)(**{**decision.__dict__, "target_gsd_m": 0.5, "product": None}), load_policy())
