@@ -91,6 +91,8 @@ EQUIVALENT: dict[str, str] = {
        "drops the decided-class hint from the re-screen: a degraded or rebuilt output carries the same class in "
        "its RSPOLICY_PRODUCT_CLASS tag, and a copied one is the input's own bytes, so the class is found anyway"
        for n in (20, 25)},
+    **{f"rspolicy.enforce.xǁ_Runǁfiles_commit__mutmut_{n}":
+       "drops `strict=True` from a zip of lists built from one list, always of one length" for n in (8, 12)},
     "rspolicy.policy.x_snap__mutmut_10": "drops `abs_tol=0.0` from math.isclose, whose default it is",
     "rspolicy.policy.x_evaluate__mutmut_59":
         "`rule.target_m if ... or True`: a loaded resample rule always has a target (the loader defaults it to "

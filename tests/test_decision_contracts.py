@@ -198,6 +198,9 @@ def test_the_plan_is_never_finer_than_the_target_by_any_evidence(tmp_path: Path,
     tif = _geotiff(tmp_path / "scene.tif", x, y)
     evidence = [Evidence(Fact.GSD, s, "scene.xml", f"Claim{i}", "") for i, s in enumerate(scalars)]
     evidence.append(Evidence(Fact.CLASS_HINT, "panchromatic", "scene.xml", "test", "", Strength.STRONG))
+    # Numbers that are not resolutions (a band count of 1, a width) must not cap the plan.
+    evidence += [Evidence(Fact.BAND_COUNT, 1, "scene.tif", "RasterCount", ""),
+                 Evidence(Fact.WIDTH, 40, "scene.tif", "RasterXSize", "")]
     product = ProductEvidence(str(tif), tif, (tif,), tuple(evidence))
     decision = decide(product, load_policy())
     decision = type(decision)(**{**decision.__dict__, "action": Action.RESAMPLE, "target_gsd_m": target})
