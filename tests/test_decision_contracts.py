@@ -198,6 +198,8 @@ def test_the_plan_is_never_finer_than_the_target_by_any_evidence(tmp_path: Path,
     tif = _geotiff(tmp_path / "scene.tif", x, y)
     evidence = [Evidence(Fact.GSD, s, "scene.xml", f"Claim{i}", "") for i, s in enumerate(scalars)]
     evidence.append(Evidence(Fact.CLASS_HINT, "panchromatic", "scene.xml", "test", "", Strength.STRONG))
+    # What the reader measured from the image's own grid is measured again per axis, never a cap on both.
+    evidence.append(Evidence(Fact.GSD, min(x, y), str(tif), "geotransform", ""))
     # Numbers that are not resolutions (a band count of 1, a width) must not cap the plan.
     evidence += [Evidence(Fact.BAND_COUNT, 1, "scene.tif", "RasterCount", ""),
                  Evidence(Fact.WIDTH, 40, "scene.tif", "RasterXSize", "")]
