@@ -51,7 +51,8 @@ DECISION_PATH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "resample": (("x__exact_in", "x_as_fraction", "x__ceil_fraction", "x__simplest_between",
                   "xǁ_Kernelǁ_finish"), ("test_resample.py", "test_decision_contracts.py")),
     "enforce": (("x__rescreen", "x__blocked", "x__already_written", "xǁ_Runǁ*"),
-                ("test_enforce.py", "test_enforce_safety.py", "test_fail_closed.py", "test_gate_paths.py")),
+                ("test_enforce.py", "test_enforce_safety.py", "test_enforce_records.py", "test_fail_closed.py",
+                 "test_gate_paths.py", "test_cli_log.py")),
     "records": (("x_pending_releases", "x_release_problems", "x__released_files"),
                 ("test_enforce_safety.py", "test_cli_log.py", "test_enforce.py")),
     "audit": (("x_verify", "x__check_hash", "x__digest", "x__parse"), ("test_audit.py", "test_cli_log.py")),
@@ -92,7 +93,7 @@ EQUIVALENT: dict[str, str] = {
        "its RSPOLICY_PRODUCT_CLASS tag, and a copied one is the input's own bytes, so the class is found anyway"
        for n in (20, 25)},
     **{f"rspolicy.enforce.xǁ_Runǁfiles_commit__mutmut_{n}":
-       "drops `strict=True` from a zip of lists built from one list, always of one length" for n in (8, 12)},
+       "drops `strict=True` from a zip of lists built from one list, always of one length" for n in (8, 12, 13)},
     "rspolicy.policy.x_snap__mutmut_10": "drops `abs_tol=0.0` from math.isclose, whose default it is",
     "rspolicy.policy.x_evaluate__mutmut_59":
         "`rule.target_m if ... or True`: a loaded resample rule always has a target (the loader defaults it to "

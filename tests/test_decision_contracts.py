@@ -191,15 +191,16 @@ _spacing = st.integers(min_value=5, max_value=400).map(lambda cm: cm / 100)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=_spacing, y=_spacing, scalars=st.lists(_spacing, max_size=3),
-       target=st.sampled_from([0.5, 1.0, 2.0, 2.5, 5.0]))
+       target=st.sampled_from([0.5, 1.0, 2.0, 2.5, 5.0]), own=st.sampled_from(["geotransform", "RPC", "GCPs"]))
 def test_the_plan_is_never_finer_than_the_target_by_any_evidence(tmp_path: Path, x: float, y: float,
-                                                                 scalars: list[float], target: float) -> None:
+                                                                 scalars: list[float], target: float,
+                                                                 own: str) -> None:
     """Per axis, output spacing = the finest evidence for that axis x the factor >= the target."""
     tif = _geotiff(tmp_path / "scene.tif", x, y)
     evidence = [Evidence(Fact.GSD, s, "scene.xml", f"Claim{i}", "") for i, s in enumerate(scalars)]
     evidence.append(Evidence(Fact.CLASS_HINT, "panchromatic", "scene.xml", "test", "", Strength.STRONG))
     # What the reader measured from the image's own grid is measured again per axis, never a cap on both.
-    evidence.append(Evidence(Fact.GSD, min(x, y), str(tif), "geotransform", ""))
+    evidence.append(Evidence(Fact.GSD, min(x, y), str(tif), own, ""))
     # Numbers that are not resolutions (a band count of 1, a width) must not cap the plan.
     evidence += [Evidence(Fact.BAND_COUNT, 1, "scene.tif", "RasterCount", ""),
                  Evidence(Fact.WIDTH, 40, "scene.tif", "RasterXSize", "")]
