@@ -94,6 +94,12 @@ EQUIVALENT: dict[str, str] = {
        for n in (20, 25)},
     **{f"rspolicy.enforce.xǁ_Runǁfiles_commit__mutmut_{n}":
        "drops `strict=True` from a zip of lists built from one list, always of one length" for n in (8, 12, 13)},
+    **{f"rspolicy.degrade.x_plan_degrade__mutmut_{n}":
+       "`>= 0` for `> 0` on a planned spacing: a zero spacing never gets here (readers refuse spacings under 1 mm "
+       "and the decision blocks non-positive resolution evidence)" for n in (62, 64)},
+    "rspolicy.enforce.x__rescreen__mutmut_6":
+        "the labels group_files gives the staged files are not used: the one product found is read again with "
+        "read_product's own labels",
     "rspolicy.policy.x_snap__mutmut_10": "drops `abs_tol=0.0` from math.isclose, whose default it is",
     "rspolicy.policy.x_evaluate__mutmut_59":
         "`rule.target_m if ... or True`: a loaded resample rule always has a target (the loader defaults it to "

@@ -191,16 +191,24 @@ _spacing = st.integers(min_value=5, max_value=400).map(lambda cm: cm / 100)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=_spacing, y=_spacing, scalars=st.lists(_spacing, max_size=3),
-       target=st.sampled_from([0.5, 1.0, 2.0, 2.5, 5.0]), own=st.sampled_from(["geotransform", "RPC", "GCPs"]))
+       target=st.sampled_from([0.5, 1.0, 2.0, 2.5, 5.0]), own=st.sampled_from(["geotransform", "RPC", "GCPs"]),
+       x_claim=st.none() | _spacing, y_claim=st.none() | _spacing)
 def test_the_plan_is_never_finer_than_the_target_by_any_evidence(tmp_path: Path, x: float, y: float,
                                                                  scalars: list[float], target: float,
-                                                                 own: str) -> None:
+                                                                 own: str, x_claim: float | None,
+                                                                 y_claim: float | None) -> None:
     """Per axis, output spacing = the finest evidence for that axis x the factor >= the target."""
     tif = _geotiff(tmp_path / "scene.tif", x, y)
-    evidence = [Evidence(Fact.GSD, s, "scene.xml", f"Claim{i}", "") for i, s in enumerate(scalars)]
+    # What the reader measured from the image's own grid is measured again per axis, never a cap on both;
+    # it comes first, so that nothing after it can be skipped.
+    evidence = [Evidence(Fact.GSD, min(x, y), str(tif), own, "")]
+    evidence += [Evidence(Fact.GSD, s, "scene.xml", f"Claim{i}", "") for i, s in enumerate(scalars)]
     evidence.append(Evidence(Fact.CLASS_HINT, "panchromatic", "scene.xml", "test", "", Strength.STRONG))
-    # What the reader measured from the image's own grid is measured again per axis, never a cap on both.
-    evidence.append(Evidence(Fact.GSD, min(x, y), str(tif), own, ""))
+    # Per-axis claims (GF-3 width/heightspace): each caps its own axis only.
+    if x_claim is not None:
+        evidence.append(Evidence(Fact.GSD, x_claim, "scene.meta.xml", "widthspace", ""))
+    if y_claim is not None:
+        evidence.append(Evidence(Fact.GSD, y_claim, "scene.meta.xml", "heightspace", ""))
     # Numbers that are not resolutions (a band count of 1, a width) must not cap the plan.
     evidence += [Evidence(Fact.BAND_COUNT, 1, "scene.tif", "RasterCount", ""),
                  Evidence(Fact.WIDTH, 40, "scene.tif", "RasterXSize", "")]
@@ -208,7 +216,8 @@ def test_the_plan_is_never_finer_than_the_target_by_any_evidence(tmp_path: Path,
     decision = decide(product, load_policy())
     decision = type(decision)(**{**decision.__dict__, "action": Action.RESAMPLE, "target_gsd_m": target})
     plan = plan_degrade(decision, load_policy())
-    finest_x, finest_y = min([x, *scalars]), min([y, *scalars])
+    finest_x = min([x, *scalars, *([x_claim] if x_claim is not None else [])])
+    finest_y = min([y, *scalars, *([y_claim] if y_claim is not None else [])])
     assert float(plan.col_factor) * finest_x >= target * (1 - 1e-12)
     assert float(plan.row_factor) * finest_y >= target * (1 - 1e-12)
     # ... and no coarser than it must be: an axis already at the target is left alone, and rounding the factor
@@ -362,3 +371,18 @@ def test_a_decision_without_a_target_cannot_be_planned(tmp_path: Path) -> None:
         plan_degrade(type(decision)(**{**decision.__dict__, "target_gsd_m": None}), load_policy())
     with pytest.raises(OutputError, match="nothing to degrade"):
         plan_degrade(type(decision)(**{**decision.__dict__, "target_gsd_m": 0.5, "product": None}), load_policy())
+
+
+def test_an_axis_without_any_evidence_cannot_be_planned(tmp_path: Path) -> None:
+    """An image with no grid of its own and a spacing claimed along one axis only: the other axis is unknown."""
+    from rspolicy.errors import OutputError
+
+    tif = tmp_path / "scene.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=40, height=40, count=1, dtype="uint8") as dst:
+        dst.write(np.zeros((1, 40, 40), dtype="uint8"))
+    evidence = (Evidence(Fact.CLASS_HINT, "sar", "scene.meta.xml", "test", "", Strength.STRONG),
+                Evidence(Fact.GSD, 0.5, "scene.meta.xml", "widthspace", ""))
+    decision = decide(ProductEvidence(str(tif), tif, (tif,), evidence), load_policy())
+    decision = type(decision)(**{**decision.__dict__, "action": Action.RESAMPLE, "target_gsd_m": 1.0})
+    with pytest.raises(OutputError, match="no per-axis resolution evidence"):
+        plan_degrade(decision, load_policy())
