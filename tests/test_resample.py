@@ -477,10 +477,14 @@ def test_a_helper_thread_error_reaches_the_caller_and_the_next_call_works(monkey
     import rspolicy.resample as resample_module
 
     original = resample_module._Kernel._unit
+    helper_failed = threading.Event()
 
     def failing_in_helpers(self: Any, band: int, unit: Any, ws: Any) -> None:
         if threading.current_thread() is not threading.main_thread():
+            helper_failed.set()
             raise MemoryError("helper failed")
+        # On a busy machine the calling thread could otherwise finish every unit before a helper takes one.
+        helper_failed.wait(10)
         original(self, band, unit, ws)
 
     a = _threaded_size_ramp()
