@@ -7,6 +7,7 @@ tolerance are reported, but never averaged away.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -39,9 +40,7 @@ def resolve(product: ProductEvidence, disagreement: float = 0.10) -> Resolution:
     >>> r.gsd_m, r.finest.source, len(r.warnings)
     (0.3, 'a.tif', 1)
     """
-    candidates = tuple(e for e in product.evidence
-                       if e.fact in _RESOLUTION_FACTS and isinstance(e.value, int | float)
-                       and not isinstance(e.value, bool) and e.value > 0)
+    candidates = tuple(e for e in product.evidence if e.fact in _RESOLUTION_FACTS and is_length(e.value))
     if not candidates:
         return Resolution(None, None, ())
     finest = min(candidates, key=lambda e: float(e.value))  # type: ignore[arg-type]
@@ -49,6 +48,20 @@ def resolve(product: ProductEvidence, disagreement: float = 0.10) -> Resolution:
     for fact in _RESOLUTION_FACTS:
         warnings.extend(_disagreements([e for e in candidates if e.fact is fact], disagreement))
     return Resolution(float(finest.value), finest, candidates, tuple(warnings))  # type: ignore[arg-type]
+
+
+def is_length(value: object) -> bool:
+    """Whether a resolution value is usable: a positive, finite number (not a bool, not text).
+
+    >>> is_length(0.5), is_length(0.0), is_length(float("inf")), is_length(True), is_length("0.5")
+    (True, False, False, False, False)
+    """
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def unusable_resolutions(product: ProductEvidence) -> list[Evidence]:
+    """Resolution evidence that is not a usable length: readers refuse it, so any left blocks the product."""
+    return [e for e in product.evidence if e.fact in _RESOLUTION_FACTS and not is_length(e.value)]
 
 
 def _method(evidence: Evidence) -> tuple[str, str]:

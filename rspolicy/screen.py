@@ -8,7 +8,6 @@ a delivery, and one that skips leaks it.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator
 
@@ -17,7 +16,7 @@ from rspolicy.classify import classify
 from rspolicy.model import Action, Decision, Fact, ProductClass, ProductEvidence
 from rspolicy.policy import Outcome, Policy, evaluate, load_policy
 from rspolicy.readers.discover import Skipped, iter_products
-from rspolicy.resolution import resolve
+from rspolicy.resolution import resolve, unusable_resolutions
 
 
 def _text(value: object) -> str | None:
@@ -77,8 +76,8 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
     reasons.append(outcome.reason)
     action, target = outcome.action, outcome.target_gsd_m
     # Readers refuse such values; one that got through anyway is unusable evidence, which blocks.
-    unusable = [f"{e.source} {e.field}: {e.value!r} is not a usable ground resolution" for e in product.evidence
-                if e.fact in (Fact.GSD, Fact.NOMINAL_RESOLUTION) and not _usable_length(e.value)]
+    unusable = [f"{e.source} {e.field}: {e.value!r} is not a usable ground resolution"
+                for e in unusable_resolutions(product)]
     if product.problems or unusable:
         reasons = [*product.problems, *unusable, *reasons]
         action, target = Action.BLOCK, None
@@ -102,10 +101,6 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
         decision_id=new_decision_id(),
         product=product,
     )
-
-
-def _usable_length(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _stricter(candidate: Outcome, current: Outcome) -> bool:

@@ -402,15 +402,6 @@ def unreadable(display: str, problem: str, path: Path | None = None) -> ProductE
     return ProductEvidence(display, None, (path,) if path else (), (), (f"{display}: {problem}",))
 
 
-def walk(directory: Path) -> list[Path]:
-    """Every regular file below a directory, sorted, folders in name order.
-
-    Special files, folders deeper than :data:`MAX_WALK_DEPTH` and entries past
-    :data:`MAX_WALK_ENTRIES` are left out: :func:`walk_with_skips` says which.
-    """
-    return walk_with_skips(directory)[0]
-
-
 def walk_with_skips(directory: Path) -> tuple[list[Path], list[Skipped]]:
     """Regular files below a directory, and what was passed over and why.
 
