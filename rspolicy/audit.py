@@ -105,8 +105,9 @@ a list of files as one chain.
 Finding the log
 ---------------
 :func:`resolve_log_path`: an explicit path, else ``$RSPOLICY_LOG``, else
-``log = "..."`` in ``$XDG_CONFIG_HOME/rspolicy/config.toml`` (default
-``~/.config/rspolicy/config.toml``), else None.
+``log = "..."`` in the config file (:mod:`rspolicy.config`), else the default
+path ``$XDG_STATE_HOME/rspolicy/decisions.jsonl``
+(``~/.local/state/rspolicy/decisions.jsonl``) or None, as the caller asks.
 """
 
 from __future__ import annotations
@@ -124,17 +125,17 @@ import socket
 import stat
 import threading
 import time
-import tomllib
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, TextIO
+from typing import IO, Any, Literal, TextIO, overload
 
 import rfc8785
 
 import rspolicy
+from rspolicy.config import Config, ConfigError, default_log_path, load_config
 from rspolicy.errors import AuditLogError
 
 __all__ = [
@@ -369,21 +370,32 @@ def key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
     return key
 
 
-def _config_file(environ: Mapping[str, str]) -> Path:
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    # The XDG spec says a relative value is invalid and must be ignored.
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path(environ.get("HOME") or Path.home()) / ".config"
-    return base / "rspolicy" / "config.toml"
+def _expand(path: str | os.PathLike[str]) -> Path:
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise AuditLogError(f"{os.fspath(path)}: cannot expand '~' (no such user)") from None
 
 
-def resolve_log_path(explicit: str | os.PathLike[str] | None, *,
-                     environ: Mapping[str, str] | None = None) -> Path | None:
-    """Where the audit log is: explicit > ``$RSPOLICY_LOG`` > config file > None.
+@overload
+def resolve_log_path(explicit: str | os.PathLike[str] | None, *, environ: Mapping[str, str] | None = None,
+                     config: Config | None = None, default: Literal[True]) -> Path: ...
 
-    The config file is ``$XDG_CONFIG_HOME/rspolicy/config.toml`` (default
-    ``~/.config/rspolicy/config.toml``) with a top-level ``log = "..."``; a
-    relative path there is taken relative to the config file's folder. ``~``
-    is expanded everywhere.
+
+@overload
+def resolve_log_path(explicit: str | os.PathLike[str] | None, *, environ: Mapping[str, str] | None = None,
+                     config: Config | None = None, default: bool = False) -> Path | None: ...
+
+
+def resolve_log_path(explicit: str | os.PathLike[str] | None, *, environ: Mapping[str, str] | None = None,
+                     config: Config | None = None, default: bool = False) -> Path | None:
+    """Where the audit log is: explicit > ``$RSPOLICY_LOG`` > config file > default path (or None).
+
+    The one place this order is decided: ``enforce`` and ``screen`` write the
+    log it names, and ``rspolicy log`` reads it. The config file
+    (:func:`rspolicy.config.config_path`) names a log with a top-level
+    ``log = "..."``; a relative path there is taken relative to the config
+    file's folder. ``~`` is expanded everywhere.
 
     Parameters
     ----------
@@ -391,33 +403,36 @@ def resolve_log_path(explicit: str | os.PathLike[str] | None, *,
         A path given on the command line, or None.
     environ
         The environment to read; :data:`os.environ` by default.
+    config
+        The config file's settings, when the caller has read them already;
+        otherwise the file is read (only when neither ``explicit`` nor
+        ``$RSPOLICY_LOG`` names a log).
+    default
+        Return :func:`rspolicy.config.default_log_path`
+        (``$XDG_STATE_HOME/rspolicy/decisions.jsonl``, by default
+        ``~/.local/state/rspolicy/decisions.jsonl``) when nothing names a log,
+        instead of None: where ``enforce`` always logs.
 
     Raises
     ------
     AuditLogError
-        When the config file exists but cannot be read or its ``log`` is not a
-        string.
+        When the config file has to be read and cannot be used (the message of
+        the :class:`~rspolicy.config.ConfigError`), or a path starts with
+        ``~user`` of no such user.
     """
     env = os.environ if environ is None else environ
     if explicit:
-        return Path(explicit).expanduser()
+        return _expand(explicit)
     if env.get(LOG_ENV):
-        return Path(env[LOG_ENV]).expanduser()
-    config = _config_file(env)
-    try:
-        with config.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        return None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise AuditLogError(f"{config}: {exc}") from None
-    value = data.get("log")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise AuditLogError(f"{config}: 'log' must be a non-empty string")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else config.parent / path
+        return _expand(env[LOG_ENV])
+    if config is None:
+        try:
+            config = load_config(environ=env)
+        except ConfigError as exc:
+            raise AuditLogError(str(exc)) from None
+    if config.log is not None:
+        return config.log
+    return default_log_path(env) if default else None
 
 
 # --------------------------------------------------------------------------- results
@@ -860,22 +875,90 @@ _COLUMN_PATHS: dict[str, tuple[str, ...]] = {
     "product_class": ("input.product_class", "result.product_class", "product_class"),
     "gsd_m": ("input.gsd_m", "result.gsd_m", "gsd_m"),
     "action": ("result.action", "action"),
-    # "released" or "reconcile" for the records that follow a decision's release (empty for decisions).
+    # The kind of a record that is not a decision: "released", "reconcile", "failed",
+    # "torn-tail-quarantined", or any later kind (empty for decisions).
     "event": ("event",),
     "target_gsd_m": ("result.target_gsd_m", "output.target_gsd_m", "target_gsd_m"),
     "policy_name": ("policy.name",),
+    "policy_version": ("policy.version",),
     "policy_sha256": ("policy.sha256",),
+    "command": ("command",),
     "recipient": ("recipient",),
+    "purpose": ("purpose",),
     "operator": ("operator",),
+    "host": ("host",),
+    # The decision's reasons, one per line.
+    "reasons": ("result.reasons",),
+    # Why a product could not be completed (a "failed" record; it may carry the decision taken before).
+    "error": ("error", "reason"),
+    # One file per line, as sha256sum prints it: "<sha256>  <path>".
+    "inputs": ("input.files",),
+    "outputs": ("output.files",),
+    "output_gsd_m": ("output.gsd_m",),
+    # The members of an event record that no other column shows, as JSON.
+    "detail": (),
     "hash": ("hash",),
 }
 #: Columns of ``export(fmt="csv")``.
 CSV_COLUMNS = tuple(_COLUMN_PATHS)
+_LIST_COLUMNS = frozenset({"reasons"})
+_FILE_COLUMNS = frozenset({"inputs", "outputs"})
+#: Top-level members some column shows, or that belong to the chain: left out of ``detail``.
+_SHOWN = frozenset({p.split(".", 1)[0] for paths in _COLUMN_PATHS.values() for p in paths}
+                   | CHAIN_FIELDS | {"rspolicy"})
+
+
+def _sha256sum_line(entry: Any) -> str:
+    """One file as ``sha256sum`` prints it; a name holding a backslash or line break escaped as it does."""
+    if not isinstance(entry, Mapping):
+        return json.dumps(entry, ensure_ascii=False, sort_keys=True)
+    digest, path = str(entry.get("sha256") or "-"), str(entry.get("path", ""))
+    if any(c in path for c in "\\\n\r"):
+        return "\\" + digest + "  " + path.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return f"{digest}  {path}"
+
+
+def _lines_cell(values: Any, line: Callable[[Any], str]) -> str | None:
+    if values is None:
+        return None
+    items = values if isinstance(values, list | tuple) else [values]
+    return "\n".join(line(v) for v in items)
+
+
+def _reason_line(value: Any) -> str:
+    return " ".join(str(value).splitlines())
+
+
+def _detail(rec: Mapping[str, Any]) -> str | None:
+    if "event" not in rec:
+        return None
+    rest = {k: v for k, v in rec.items() if k not in _SHOWN}
+    return json.dumps(rest, ensure_ascii=False, sort_keys=True, separators=(",", ":")) if rest else None
 
 
 def flatten(rec: Mapping[str, Any]) -> dict[str, Any]:
-    """The CSV columns of one record (None where the record has no value)."""
-    return {col: _get(rec, *paths) for col, paths in _COLUMN_PATHS.items()}
+    r"""The CSV columns of one record (None where the record has no value).
+
+    Lists become text with one item per line: ``reasons`` one reason a line,
+    ``inputs`` and ``outputs`` one file a line as ``sha256sum`` prints it
+    (``<sha256>  <path>``; a path holding a backslash or line break is
+    escaped and its line starts with ``\``, as ``sha256sum`` does).
+    ``error`` is a ``failed`` record's error. ``detail`` holds, as JSON, the
+    members of an event record that no other column shows (a ``reconcile``
+    record's ``absent`` and ``differs``, a ``note``); it is empty for
+    decisions.
+    """
+    flat: dict[str, Any] = {}
+    for col, paths in _COLUMN_PATHS.items():
+        value = _get(rec, *paths) if paths else None
+        if col in _LIST_COLUMNS:
+            value = _lines_cell(value, _reason_line)
+        elif col in _FILE_COLUMNS:
+            value = _lines_cell(value, _sha256sum_line)
+        elif col == "detail":
+            value = _detail(rec)
+        flat[col] = value
+    return flat
 
 
 def _matches(rec: Mapping[str, Any], since: dt.datetime | None, until: dt.datetime | None,
@@ -949,9 +1032,14 @@ def export_records(records: Iterable[Mapping[str, Any]], fmt: Literal["csv", "js
     """Write records as CSV (:data:`CSV_COLUMNS`) or JSON Lines.
 
     JSON Lines are written exactly as the log stores them, so each line can
-    still be checked against its hash. CSV text cells starting with ``=``,
-    ``+``, ``-``, ``@``, tab or carriage return get a leading ``'`` so that a
-    spreadsheet does not run them.
+    still be checked against its hash. CSV has one row per record of any
+    kind, decisions and events alike (see :func:`flatten`): who
+    (``operator``, ``host``), for whom and why (``recipient``, ``purpose``),
+    under which policy, the decision and its ``reasons``, a failure's
+    ``error``, and every input and output file with its sha256 (``inputs``,
+    ``outputs``). CSV text cells starting with ``=``, ``+``, ``-``, ``@``,
+    tab or carriage return get a leading ``'`` so that a spreadsheet does not
+    run them.
 
     Parameters
     ----------

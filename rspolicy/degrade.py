@@ -21,12 +21,15 @@ Sources are opened only through :func:`rspolicy.readers.gdalopen.open_input`
 (GeoTIFF driver, nothing beside the file). A damaged source is never written
 out with missing parts filled in: a strip or tile table that is empty or runs
 past the end of the file, and any GDAL error or warning while reading pixels,
-raise :class:`rspolicy.errors.OutputError` and leave nothing at the output.
+raise :class:`rspolicy.errors.ProductReadError` (the product is blocked) and
+leave nothing at the output; a failure of the output side (disk full, quota,
+permissions) raises :class:`rspolicy.errors.OutputError` (the product failed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -48,7 +51,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rpc import RPC
 from rasterio.windows import Window
 
-from rspolicy.errors import OutputError
+from rspolicy.errors import OutputError, ProductReadError
 from rspolicy.geometry import Spacing, affine_spacing, gcp_spacing, rpc_spacing
 from rspolicy.georef import scale_gcps, scale_rpc, scale_transform
 from rspolicy.model import Decision, Fact, ProductClass
@@ -161,7 +164,7 @@ def raster_spacings(path: Path, *, rpcs: RPC | None = None) -> list[Spacing]:
                 out.append(rpc_spacing(own, ds.width, ds.height))
             return out
     except rasterio.errors.RasterioError as exc:
-        raise OutputError(f"{path}: cannot read the georeferencing ({_one_line(exc)})") from exc
+        raise ProductReadError(path, f"cannot read the georeferencing ({_one_line(exc)})") from exc
 
 
 def _own_or_given_rpcs(ds: Any, rpcs: RPC | None) -> RPC | None:
@@ -199,12 +202,12 @@ def plan_degrade(decision: Decision, policy: Policy, *, rpcs: RPC | None = None)
 
     Raises
     ------
-    OutputError
+    ProductReadError
         When the product has no raster or no usable resolution evidence.
     """
     product = decision.product
     if product is None or product.raster is None or decision.target_gsd_m is None:
-        raise OutputError(f"{decision.path}: nothing to degrade (no raster or no target)")
+        raise ProductReadError(decision.path, "nothing to degrade (no raster or no target)")
     x_candidates: list[float] = []
     y_candidates: list[float] = []
     scalars: list[float] = []
@@ -227,7 +230,7 @@ def plan_degrade(decision: Decision, policy: Policy, *, rpcs: RPC | None = None)
     sx = min([*x_candidates, cap])
     sy = min([*y_candidates, cap])
     if not (math.isfinite(sx) and math.isfinite(sy) and sx > 0 and sy > 0):
-        raise OutputError(f"{decision.path}: no per-axis resolution evidence to plan the degrading from")
+        raise ProductReadError(decision.path, "no per-axis resolution evidence to plan the degrading from")
     target = decision.target_gsd_m
     return DegradePlan(_factor(target, sy), _factor(target, sx), sx, sy, target, _sar_mode(decision, policy))
 
@@ -270,7 +273,7 @@ def _output_dtype(src_dtype: str, sar_mode: SarMode | None) -> str:
 
 
 def _creation_options(src: Any, width: int, height: int, dtype: str, workers: int,
-                      intermediate: bool) -> dict[str, Any]:
+                      intermediate: bool, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
     # An explicit thread count: compression (deflate is the slow half of a run) then uses every core.
     opts: dict[str, Any] = {"driver": "GTiff", "BIGTIFF": "IF_SAFER", "num_threads": str(workers)}
     compression = src.compression.value.lower() if src.compression is not None else None
@@ -284,6 +287,12 @@ def _creation_options(src: Any, width: int, height: int, dtype: str, workers: in
             opts["predictor"] = 2
     if width >= 512 and height >= 512:
         opts.update(tiled=True, blockxsize=512, blockysize=512)
+    if overrides and not intermediate:
+        # The user's --co wins over every default (as with gdal_translate and rio); the driver cannot be changed.
+        for key, value in overrides.items():
+            if key.lower() == "compress":
+                opts.pop("predictor", None)
+            opts[key.lower()] = value
     return opts
 
 
@@ -330,7 +339,7 @@ def whole_periods(chunks: Iterator[np.ndarray], p_row: int) -> Iterator[np.ndarr
 
 def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: Mapping[str, str],
                    threads: int | None = None, intermediate: bool = False,
-                   rpcs: RPC | None = None) -> RasterOutput:
+                   rpcs: RPC | None = None, creation_options: Mapping[str, str] | None = None) -> RasterOutput:
     """Write the degraded raster of ``src_path`` to ``dst_path`` (a GeoTIFF).
 
     Parameters
@@ -354,6 +363,9 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
     rpcs
         RPCs rspolicy parsed beside the image, used (rescaled) when the image
         holds none of its own.
+    creation_options
+        GDAL GTiff creation options over the defaults (which keep the
+        source's compression, with a predictor for integer samples).
 
     Returns
     -------
@@ -362,10 +374,11 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
 
     Raises
     ------
-    OutputError
+    ProductReadError
         When the source is damaged (a block missing, cut short or corrupt:
-        any GDAL error or warning while reading its pixels) or the output
-        cannot be written.
+        any GDAL error or warning while reading its pixels).
+    OutputError
+        When the output cannot be written.
     """
     workers = max(1, threads or os.cpu_count() or 1)
     fr, fc = plan.row_factor, plan.col_factor
@@ -377,7 +390,7 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
         dtype = _output_dtype(src.dtypes[0], plan.sar_mode)
         profile: dict[str, Any] = {"width": out_w, "height": out_h, "count": bands, "dtype": dtype,
                                    "nodata": src.nodata if dtype == src.dtypes[0] else None,
-                                   **_creation_options(src, out_w, out_h, dtype, workers, intermediate)}
+                                   **_creation_options(src, out_w, out_h, dtype, workers, intermediate, creation_options)}
         if src.crs is not None and not src.transform.is_identity:
             profile.update(crs=src.crs, transform=scale_transform(src.transform, fr, fc))
         own = _own_or_given_rpcs(src, rpcs)
@@ -437,10 +450,12 @@ def rebuild_raster(src: Path, dst: Path, *, tags: Mapping[str, str], threads: in
 
     Raises
     ------
-    OutputError
+    ProductReadError
         When the source is damaged (any GDAL error or warning while reading
-        its pixels, a block missing or beyond the end of the file), holds a
-        mask rspolicy does not reproduce, or the output cannot be written.
+        its pixels, a block missing or beyond the end of the file) or holds a
+        mask rspolicy does not reproduce.
+    OutputError
+        When the output cannot be written.
     """
     workers = max(1, threads or os.cpu_count() or 1)
 
@@ -492,11 +507,39 @@ def _with_source(src_path: Path, dst_path: Path, workers: int, write: Callable[[
         if not existed:
             with contextlib.suppress(OSError):
                 dst_path.unlink()
-        if isinstance(exc, OutputError):
+        if isinstance(exc, OutputError | ProductReadError):
             raise
+        if write_side(exc):
+            raise OutputError(f"{dst_path}: {what} ({_one_line(exc)})") from exc
         if isinstance(exc, rasterio.errors.RasterioError | OSError | MemoryError | ValueError):
-            raise OutputError(f"{src_path}: {what} ({_one_line(exc)})") from exc
+            raise ProductReadError(src_path, f"{what} ({_one_line(exc)})") from exc
         raise
+
+
+#: errno values that say the output side (disk, quota, permissions), not the input, failed.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                          errno.EIO, errno.EEXIST})
+_WRITE_MESSAGES = ("no space left", "disk space", "file too large", "read-only file system", "permission denied",
+                   "quota exceeded")
+
+
+def write_side(exc: BaseException) -> bool:
+    """Whether a failure while degrading came from the output side (disk full, quota, permissions).
+
+    GDAL reports a full disk as a plain error message rather than an errno,
+    so both are looked at.
+
+    >>> write_side(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    >>> write_side(ValueError("bad tile"))
+    False
+    """
+    for link in (exc, exc.__cause__, exc.__context__):
+        if isinstance(link, OSError) and link.errno in WRITE_ERRNOS:
+            return True
+        if link is not None and any(m in str(link).lower() for m in _WRITE_MESSAGES):
+            return True
+    return False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -510,7 +553,7 @@ def _check_dtype(src: Any, path: Path) -> None:
     try:
         array_dtype(src.dtypes[0])
     except TypeError as exc:
-        raise OutputError(f"{path}: sample type {src.dtypes[0]} cannot be read as it is stored") from exc
+        raise ProductReadError(path, f"sample type {src.dtypes[0]} cannot be read as it is stored") from exc
 
 
 def _create(path: Path, profile: Mapping[str, Any]) -> Any:
@@ -535,20 +578,20 @@ def _check_blocks(path: Path) -> None:
             offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
             counts = np.asarray(page.databytecounts, dtype=np.uint64)
     except Exception as exc:  # tifffile raises many kinds on hostile input; every one means unreadable
-        raise OutputError(f"{path}: the strip/tile tables of the image cannot be read ({_one_line(exc)})") from exc
+        raise ProductReadError(path, f"the strip/tile tables of the image cannot be read ({_one_line(exc)})") from exc
     finally:
         _TIFFFILE_QUIET.local.active = False
     if offsets.size == 0 or offsets.size != counts.size:
-        raise OutputError(f"{path}: the image has no usable strip/tile table")
+        raise ProductReadError(path, "the image has no usable strip/tile table")
     empty = np.flatnonzero((offsets == 0) | (counts == 0))
     if empty.size:
-        raise OutputError(f"{path}: {empty.size} of {offsets.size} strips/tiles of the image hold no data "
+        raise ProductReadError(path, f"{empty.size} of {offsets.size} strips/tiles of the image hold no data "
                           f"(first: block {int(empty[0])}); missing pixels are not filled in")
     ends = offsets + counts
     beyond = np.flatnonzero(ends > size)
     if beyond.size:
         block = int(beyond[0])
-        raise OutputError(f"{path}: the file is cut short: strip/tile {block} ends at byte {int(ends[block])} "
+        raise ProductReadError(path, f"the file is cut short: strip/tile {block} ends at byte {int(ends[block])} "
                           f"of a {size}-byte file")
 
 
@@ -621,9 +664,9 @@ def _checked(src: Any, read: Callable[[], _T]) -> _T:
         try:
             result = read()
         except rasterio.errors.RasterioError as exc:
-            raise OutputError(f"{input_name(src)}: the pixels cannot be read ({_one_line(exc)})") from exc
+            raise ProductReadError(input_name(src), f"the pixels cannot be read ({_one_line(exc)})") from exc
     if caught:
-        raise OutputError(f"{input_name(src)}: the pixels are damaged (GDAL: {caught[0].splitlines()[0]})")
+        raise ProductReadError(input_name(src), f"the pixels are damaged (GDAL: {caught[0].splitlines()[0]})")
     return result
 
 
@@ -730,7 +773,7 @@ def _has_dataset_mask(src: Any, path: Path) -> bool:
         return True
     if all(MaskFlags.all_valid in f or MaskFlags.nodata in f or MaskFlags.alpha in f for f in flags):
         return False  # validity is in the pixels themselves (nodata, alpha band), copied with them
-    raise OutputError(f"{path}: the image has per-band masks ({flags}), which rspolicy does not reproduce")
+    raise ProductReadError(path, f"the image has per-band masks ({flags}), which rspolicy does not reproduce")
 
 
 def _write(dst: Any, piece: tuple[int, np.ndarray]) -> None:

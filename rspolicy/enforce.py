@@ -34,22 +34,35 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import hashlib
+import json
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Literal
+from typing import Any, Literal
 
 from rasterio.rpc import RPC
 
 import rspolicy
 from rspolicy.cog import write_cog
 from rspolicy.degrade import DegradePlan, degrade_raster, plan_degrade, rebuild_raster
-from rspolicy.errors import OutputError, ProductReadError, RSPolicyError
+from rspolicy.errors import (
+    OutputError,
+    PolicyError,
+    ProductReadError,
+    ResampleError,
+    RSPolicyError,
+    UnsupportedProductError,
+)
 from rspolicy.georef import rpb_text
 from rspolicy.model import Action, Decision, Evidence, Fact, ProductClass, ProductEvidence, Strength
 from rspolicy.policy import Policy
@@ -69,7 +82,8 @@ from rspolicy.readers.discover import (
 from rspolicy.readers.filename import product_stem
 from rspolicy.readers.geotiff import CLASS_TAG
 from rspolicy.readers.package import is_package, opened_package, write_package
-from rspolicy.records import file_digest, sha256_file
+from rspolicy.records import BatchHistory, PriorDecision, sha256_file
+from rspolicy.results import FileDigest, ProductResult, Result
 from rspolicy.screen import decide
 from rspolicy.sidecars import GridChange, rewrite_sidecar
 
@@ -90,26 +104,30 @@ class EnforceOptions:
         The policy.
     output_format
         ``gtiff`` or ``cog`` (Cloud Optimized GeoTIFF) for degraded images.
-    overwrite
-        Replace existing outputs; otherwise an existing output blocks the product.
+    force
+        Redo products an earlier run completed, and replace existing outputs;
+        otherwise a completed product is skipped, and an output that is
+        already there (and not recorded as this batch's) fails the product.
     threads
-        Worker threads for degrading (default: all cores).
+        Threads inside one product (default: all cores).
+    jobs
+        Products processed at once, each in a worker process (default 1).
+    creation_options
+        GDAL creation options for degraded images (``--co``), over the
+        defaults (the source's compression kept).
+    resume_scope
+        What else makes a rerun "the same command" (recipient, purpose):
+        part of every product's batch key.
     """
 
     outdir: Path
     policy: Policy
     output_format: OutputFormat = "gtiff"
-    overwrite: bool = False
+    force: bool = False
     threads: int | None = None
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    """One file read or written: its path (inside a package: ``package!member``), size and sha256."""
-
-    path: str
-    size: int
-    sha256: str
+    jobs: int = 1
+    creation_options: Mapping[str, str] = field(default_factory=dict)
+    resume_scope: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,8 +137,9 @@ class Outcome:
     Attributes
     ----------
     decision
-        The final decision (a resample can end blocked when writing fails or
-        the output does not pass its re-screen).
+        The final decision (a resample can end blocked when the output does
+        not pass its re-screen); None for a skipped product and for one
+        whose worker died before deciding.
     outputs
         Files released: absolute final paths (inside a package:
         ``package!member``, followed by the package file itself), sizes and
@@ -132,13 +151,80 @@ class Outcome:
         The ground resolution of what was written (the re-screen's finding).
     notes
         What else happened (sidecars dropped, files withheld, image rebuilt).
+    failure
+        Why rspolicy could not complete the product (nothing was released),
+        or None.
+    prior
+        For a skipped product: the earlier run's decision.
+    path
+        The product's display path when there is no decision.
+    key, member, members
+        The product's batch key (for resuming), its name inside a package,
+        and how many products that package held.
+    bytes_in, seconds
+        Size of its inputs, and time spent on it.
     """
 
-    decision: Decision
+    decision: Decision | None
     outputs: tuple[FileDigest, ...] = ()
     output_gsd_m: float | None = None
     notes: tuple[str, ...] = ()
     inputs: tuple[FileDigest, ...] = ()
+    failure: str | None = None
+    prior: PriorDecision | None = None
+    path: str = ""
+    key: str = ""
+    member: str = ""
+    members: int = 1
+    bytes_in: int = 0
+    seconds: float = 0.0
+
+    @property
+    def result(self) -> Result:
+        """How the product ended."""
+        if self.prior is not None:
+            return Result.SKIPPED
+        if self.failure is not None or self.decision is None:
+            return Result.FAILED
+        return {Action.ALLOW: Result.RELEASED, Action.RESAMPLE: Result.DEGRADED,
+                Action.BLOCK: Result.BLOCKED}[self.decision.action]
+
+    @property
+    def display(self) -> str:
+        """The product's display path."""
+        return self.decision.path if self.decision is not None else self.path
+
+    @property
+    def reason(self) -> str:
+        """The reason that decided (a failure's cause; for a skipped product, the earlier decision's)."""
+        if self.prior is not None:
+            return f"completed by an earlier run (decision {self.prior.decision_id}): {self.prior.why}"
+        if self.failure is not None:
+            return self.failure
+        return self.decision.why if self.decision is not None else ""
+
+    @property
+    def batch(self) -> dict[str, str | int]:
+        """The ``batch`` entry of its audit record."""
+        entry: dict[str, str | int] = {"key": self.key} if self.key else {}
+        if self.key and self.member:
+            entry.update(member=self.member, members=self.members)
+        return entry
+
+    def to_result(self) -> ProductResult:
+        """The product's line in reports and progress displays."""
+        d, p = self.decision, self.prior
+        if p is not None:
+            return ProductResult(self.display, self.result, self.reason, p.decision_id, p.product_class, None,
+                                 p.gsd_m, p.target_gsd_m, p.output_gsd_m,
+                                 tuple(FileDigest(path, size, sha) for path, size, sha in p.outputs),
+                                 self.bytes_in, self.seconds)
+        return ProductResult(self.display, self.result, self.reason,
+                             d.decision_id if d is not None else None,
+                             d.product_class.value if d is not None else None,
+                             d.satellite if d is not None else None,
+                             d.gsd_m if d is not None else None, d.target_gsd_m if d is not None else None,
+                             self.output_gsd_m, self.outputs, self.bytes_in, self.seconds)
 
 
 class _FatalError(Exception):
@@ -151,7 +237,7 @@ class _FatalError(Exception):
 
 def _blocked(decision: Decision, reason: str) -> Decision:
     return dataclasses.replace(decision, action=Action.BLOCK, target_gsd_m=None,
-                               reasons=(*decision.reasons, reason))
+                               reasons=(*decision.reasons, reason), deciding_reason=reason)
 
 
 class OutputFolder:
@@ -398,14 +484,15 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
     product = decision.product
     assert product is not None and product.raster is not None  # resample decisions always carry them
     if product.raster.name.lower().endswith(HDF5_SUFFIXES):
-        raise OutputError(f"{decision.path}: degrading HDF5 products is not supported")
+        raise UnsupportedProductError(f"{decision.path}: degrading HDF5 products is not supported")
     rpcs = companion_rpcs(product)
     plan = plan_degrade(decision, opts.policy, rpcs=rpcs)
     image = stage / rel(product.raster)
     image.parent.mkdir(parents=True, exist_ok=True)
     written = degrade_raster(product.raster, image.with_name(image.name + ".part"), plan,
                              tags=_provenance(decision, plan), threads=opts.threads,
-                             intermediate=opts.output_format == "cog", rpcs=rpcs)
+                             intermediate=opts.output_format == "cog", rpcs=rpcs,
+                             creation_options=opts.creation_options)
     if opts.output_format == "cog":
         write_cog(written.path, image, sar_mode=plan.sar_mode, threads=opts.threads)
         written.path.unlink()
@@ -458,59 +545,104 @@ def _rescreen(staged: list[Path], stage: Path, decision: Decision, policy: Polic
 #: One staged file and where it goes, relative to the output folder (or package).
 _Move = tuple[Path, PurePath]
 
+#: Errors that mean the gate refuses the product (blocked); any other failure means rspolicy could not
+#: complete it (failed), which is never a policy decision.
+_REFUSALS = (ProductReadError, ResampleError, PolicyError, UnsupportedProductError)
+
 
 @dataclass(frozen=True)
-class _Commit:
-    """Where staged files go once they pass their re-screen.
+class _Staged:
+    """One product's outcome as it will be once placed, and the staged files to move (loose products)."""
 
-    ``plan(staged, stage, digests)`` checks the destinations and returns the
-    outputs as they will be and the moves to make; ``release(outcome,
-    moves)`` records the outcome and then makes the moves. ``durable`` asks
-    for each staged file to be flushed to disk first, so that the record can
-    never name bytes that are not on disk yet.
+    outcome: Outcome
+    moves: tuple[_Move, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One work item done by a worker: staged inside the output folder, not yet recorded or placed.
+
+    The parent process records each outcome, then moves the staged files
+    into place: a worker never writes the audit log or an output's final name.
+
+    Attributes
+    ----------
+    items
+        One per product (a package: one per member).
+    stage
+        The staging folder to remove once placed (None when nothing was staged).
+    package
+        A package's staged file and its destination relative to OUTDIR.
     """
 
-    plan: Callable[[list[Path], Path, list[str]], tuple[list[FileDigest], list[_Move]]]
-    release: Callable[[Outcome, list[_Move]], None]
-    durable: bool
+    items: tuple[_Staged, ...]
+    stage: Path | None = None
+    package: tuple[Path, PurePath] | None = None
 
 
-def _process(decision: Decision, opts: EnforceOptions, out: OutputFolder, rel: Callable[[Path], Path],
-             commit: _Commit) -> Outcome:
-    """Act on one decision: stage, re-screen, record, place.
+@dataclass(frozen=True)
+class WorkContext:
+    """What every worker needs (picklable, sent once per worker).
 
-    The input files are hashed for the audit record on a thread of their own
-    while the product is degraded: a second pass over a large input after
-    the degrading would add its whole read time to the run.
+    Attributes
+    ----------
+    opts
+        The run's options.
+    root
+        The output folder, resolved by the parent.
+    owner
+        The parent's pid: stage folders are named after it, so that a later
+        run can tell a live run's stages from a killed one's.
+    fingerprint
+        What makes a rerun "the same command": policy, output folder,
+        format, creation options and the request.
+    prior
+        Products earlier runs completed (:func:`rspolicy.records.completed_products`).
     """
-    product = decision.product
-    if decision.action is Action.BLOCK or product is None or product.raster is None:
-        return Outcome(decision)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rspolicy-digest") as hasher:
-        hashed = hasher.submit(_input_digests, product)
-        outcome = _act(decision, product, opts, out, rel, commit, hashed)
-        if not outcome.inputs:
-            outcome = dataclasses.replace(outcome, inputs=_inputs(hashed))
-    return outcome
+
+    opts: EnforceOptions
+    root: Path
+    owner: int
+    fingerprint: str
+    prior: BatchHistory = dataclasses.field(default_factory=BatchHistory)
 
 
-def _inputs(hashed: Future[tuple[FileDigest, ...]]) -> tuple[FileDigest, ...]:
+def run_fingerprint(opts: EnforceOptions, root: Path) -> str:
+    """The part of every product's batch key that names the command rather than the product."""
+    return _sha256_json({"policy": opts.policy.ref.sha256, "outdir": os.fspath(root), "format": opts.output_format,
+                         "co": sorted(opts.creation_options.items()), "scope": list(opts.resume_scope)})
+
+
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+
+
+def batch_key(fingerprint: str, inputs: Iterable[tuple[str, str]]) -> str:
+    """A product's key in the log for resuming: the command's fingerprint and its inputs' paths and sha256."""
+    return _sha256_json({"run": fingerprint, "inputs": sorted(inputs)})
+
+
+def _new_stage(ctx: WorkContext) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{ctx.owner}-", dir=ctx.root))
+
+
+def _failure_text(path: str, exc: BaseException) -> str:
+    if isinstance(exc, OutputError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{path}: cannot write the output ({where}{exc.strerror})"
+    return f"{path}: {type(exc).__name__}: {exc}"
+
+
+def _stage_one(decision: Decision, product: ProductEvidence, ctx: WorkContext, stage: Path,
+               rel: Callable[[Path], Path], inputs: tuple[FileDigest, ...], final: Callable[[PurePath], str],
+               durable: bool) -> _Staged:
+    """Stage, re-screen, hash (and flush) one allowed or degraded product. Never raises for the product."""
+    opts = ctx.opts
     try:
-        return hashed.result()
-    except OSError:
-        return ()  # the record hashes them itself, or says why it cannot
-
-
-def _input_digests(product: ProductEvidence) -> tuple[FileDigest, ...]:
-    return tuple(FileDigest(d["path"], d["size"], d["sha256"])
-                 for d in (file_digest(f, product.label(i)) for i, f in enumerate(product.files) if f.is_file()))
-
-
-def _act(decision: Decision, product: ProductEvidence, opts: EnforceOptions, out: OutputFolder,
-         rel: Callable[[Path], Path], commit: _Commit, hashed: Future[tuple[FileDigest, ...]]) -> Outcome:
-    try:
-        # The sealer's threads finish before the stage is removed (exits run in reverse order).
-        with out.stage() as stage, ThreadPoolExecutor(max_workers=2, thread_name_prefix="rspolicy-seal") as sealer:
+        # The sealer's threads finish before the caller removes the stage.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rspolicy-seal") as sealer:
             if decision.action is Action.ALLOW:
                 staged, notes = _stage_allowed(decision, opts, stage, rel)
             else:
@@ -518,46 +650,252 @@ def _act(decision: Decision, product: ProductEvidence, opts: EnforceOptions, out
             # The staged bytes are final: hash them (and flush them to disk) while the re-screen
             # reads them, rather than one after the other.
             digests = [sealer.submit(sha256_file, p) for p in staged]
-            flushed = [sealer.submit(_fsync, p) for p in staged] if commit.durable else []
+            flushed = [sealer.submit(_fsync, p) for p in staged] if durable else []
             check = _rescreen(staged, stage, decision, opts.policy)
             if check.action is not Action.ALLOW:
                 sealer.shutdown(cancel_futures=True)  # the files are about to be deleted
-                return Outcome(_blocked(decision, "the written output failed its re-screen "
-                                                  f"({check.action.value}: {'; '.join(check.reasons)}); "
-                                                  "it was deleted"), notes=tuple(notes))
+                return _Staged(Outcome(_blocked(decision, "the written output failed its re-screen "
+                                                          f"({check.action.value}: {'; '.join(check.reasons)}); "
+                                                          "it was deleted"), notes=tuple(notes), inputs=inputs))
             for flush in flushed:
                 flush.result()
-            outputs, moves = commit.plan(staged, stage, [d.result() for d in digests])
-            outcome = Outcome(decision, tuple(outputs), check.gsd_m, tuple(notes), _inputs(hashed))
-            commit.release(outcome, moves)
-            return outcome
-    except _FatalError:
-        raise
-    except RSPolicyError as exc:
-        return Outcome(_blocked(decision, f"{exc}; nothing was written"))
+            rels = [PurePath(p.relative_to(stage)) for p in staged]
+            outputs = tuple(FileDigest(final(r), p.stat().st_size, d.result())
+                            for p, r, d in zip(staged, rels, digests, strict=True))
+            return _Staged(Outcome(decision, outputs, check.gsd_m, tuple(notes), inputs),
+                           tuple(zip(staged, rels, strict=True)))
+    except _REFUSALS as exc:
+        return _Staged(Outcome(_blocked(decision, f"{exc}; nothing was written"), inputs=inputs))
+    except Exception as exc:  # noqa: BLE001 - whatever else stops the writing is a failure, not a decision
+        return _Staged(Outcome(decision, inputs=inputs, failure=f"{_failure_text(decision.path, exc)}; "
+                                                                "nothing was written"))
+
+
+def _digests(files: Iterable[Path], label: Callable[[Path], str]) -> tuple[FileDigest, ...]:
+    return tuple(FileDigest(label(f), f.stat().st_size, sha256_file(f)) for f in files if f.is_file())
+
+
+def prepare(item: FoundProduct | FoundPackage | ProductEvidence, ctx: WorkContext) -> Prepared:
+    """Do one work item up to the point where only recording and placing remain (runs in a worker).
+
+    Skips a product an earlier run completed, decides the others, stages
+    what may leave and re-screens it. Never raises for a product: every
+    problem ends as a blocked or failed outcome.
+    """
+    started = time.monotonic()
+    if isinstance(item, FoundPackage):
+        prepared = _prepare_package(item, ctx)
+    elif isinstance(item, FoundProduct):
+        prepared = _prepare_product(item, ctx)
+    else:
+        key = batch_key(ctx.fingerprint, [("unreadable:" + item.path, "; ".join(item.problems))])
+        prior = _completed(ctx, key, item.path)
+        prepared = Prepared(tuple(_Staged(o) for o in prior) if prior else
+                            (_Staged(Outcome(decide(item, ctx.opts.policy), key=key)),))
+    seconds = time.monotonic() - started
+    return dataclasses.replace(prepared, items=tuple(
+        dataclasses.replace(s, outcome=dataclasses.replace(s.outcome, seconds=seconds / max(1, len(prepared.items))))
+        for s in prepared.items))
+
+
+def _completed(ctx: WorkContext, key: str, path: str, bytes_in: int = 0) -> tuple[Outcome, ...]:
+    """Skipped outcomes (one per product) of an item an earlier run completed with its outputs intact, else ()."""
+    done = ctx.prior.done.get(key, {})
+    if ctx.opts.force or not done or any(p.members > len(done) for p in done.values()):
+        return ()
+    if any(p.missing_outputs() for p in done.values()):
+        return ()
+    share = bytes_in // len(done)
+    return tuple(Outcome(None, path=p.path if member else path, prior=p, key=key, member=member,
+                         bytes_in=share) for member, p in done.items())
+
+
+def _prepare_product(item: FoundProduct, ctx: WorkContext) -> Prepared:
+    files = (item.files.main, *item.files.sidecars)
+    rel = _rel_to(item.base)
+    try:
+        hashed = _digests(files, item.label)
+        key = batch_key(ctx.fingerprint, [(rel(f).as_posix(), d.sha256) for f, d in zip(files, hashed, strict=True)])
+    except (OSError, ValueError):
+        hashed, key = (), ""  # unreadable: the read stage says why, and blocks
+    bytes_in = sum(d.size for d in hashed)
+    prior = _completed(ctx, key, item.files.display, bytes_in) if key else ()
+    if prior:
+        return Prepared(tuple(_Staged(o) for o in prior))
+    decision = decide(read_product(item.files, item.label), ctx.opts.policy)
+    product = decision.product
+    by_label = {d.path: d for d in hashed}
+    inputs = tuple(by_label[product.label(i)] for i, _ in enumerate(product.files)
+                   if product.label(i) in by_label) if product is not None else ()
+    if decision.action is Action.BLOCK or product is None or product.raster is None:
+        return Prepared((_Staged(Outcome(decision, inputs=inputs, key=key, bytes_in=bytes_in)),))
+    try:
+        stage = _new_stage(ctx)
     except OSError as exc:
-        return Outcome(_blocked(decision, f"{decision.path}: cannot write the output "
-                                          f"({exc.strerror or exc}); nothing was written"))
+        return Prepared((_Staged(Outcome(decision, inputs=inputs, key=key, bytes_in=bytes_in,
+                                         failure=f"{_failure_text(decision.path, exc)}; nothing was written")),))
+    staged = _stage_one(decision, product, ctx, stage, rel, inputs, lambda r: os.fspath(ctx.root / r), durable=True)
+    if not staged.moves:
+        shutil.rmtree(stage, ignore_errors=True)
+        stage = None  # type: ignore[assignment]
+    staged = dataclasses.replace(staged, outcome=dataclasses.replace(staged.outcome, key=key, bytes_in=bytes_in))
+    return Prepared((staged,), stage)
+
+
+def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
+    """A package in, a package out (staged): released and degraded members only."""
+    final = ctx.root / item.dest
+    opts = ctx.opts
+    try:
+        package_digest = _digests([item.path], lambda _p: item.display)
+        key = batch_key(ctx.fingerprint, [(item.dest.as_posix(), package_digest[0].sha256)])
+    except (OSError, ValueError, IndexError):
+        package_digest, key = (), ""
+    bytes_in = sum(d.size for d in package_digest)
+    prior = _completed(ctx, key, item.display, bytes_in) if key else ()
+    if prior:
+        return Prepared(tuple(_Staged(o) for o in prior))
+    try:
+        stage = _new_stage(ctx)
+    except OSError as exc:
+        return Prepared((_Staged(Outcome(None, path=item.display, key=key, bytes_in=bytes_in,
+                                         failure=f"{_failure_text(item.display, exc)}; nothing was written")),))
+    try:
+        with opened_package(item.path) as (root, members):
+            label = _PackageLabel(item.display, root)
+            products, _ = group_files([m.local for m in members if not is_package(m.local)], label)
+            if not products:
+                decision = decide(unreadable(item.display, "package holds no product image", item.path), opts.policy)
+                shutil.rmtree(stage, ignore_errors=True)
+                return Prepared((_Staged(Outcome(decision, inputs=package_digest, key=key, bytes_in=bytes_in)),))
+            member_root = stage / "members"
+            member_root.mkdir()
+            kept: dict[PurePath, str] = {}
+            outcomes: list[Outcome] = []
+            for files in products:
+                decision = decide(read_product(files, label), opts.policy)
+                product = decision.product
+                if decision.action is Action.BLOCK or product is None or product.raster is None:
+                    outcomes.append(Outcome(decision, inputs=package_digest))
+                    continue
+                with tempfile.TemporaryDirectory(dir=stage) as member_stage:
+                    staged = _stage_one(decision, product, ctx, Path(member_stage), _rel_to(root), package_digest,
+                                        lambda r: f"{final}!{r.as_posix()}", durable=False)
+                    outcome = staged.outcome
+                    try:
+                        # Every conflict is looked for before anything moves: a member leaves whole or not at all.
+                        moves = [(src, rel) for src, rel in staged.moves
+                                 if not _already_written(kept, rel, _digest_of(outcome, f"{final}!{rel.as_posix()}"),
+                                                         f"{final}!{rel.as_posix()}")]
+                    except _SharedSidecarConflict as exc:
+                        outcome = Outcome(_blocked(decision, f"{exc}; nothing was written"), inputs=package_digest)
+                    else:
+                        for src, rel in moves:
+                            target = member_root / rel
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            os.replace(src, target)
+                        for o in outcome.outputs:
+                            kept[PurePath(o.path.split("!", 1)[1])] = o.sha256
+                outcomes.append(outcome)
+            members_out = sorted((p, p.relative_to(member_root).as_posix())
+                                 for p in member_root.rglob("*") if p.is_file())
+            package_file = stage / item.dest.name
+            if members_out:
+                try:
+                    write_package(members_out, package_file)
+                    written = FileDigest(os.fspath(final), package_file.stat().st_size, sha256_file(package_file))
+                except (OSError, RSPolicyError) as exc:
+                    outcomes = [dataclasses.replace(o, outputs=(), failure=f"cannot write the output package "
+                                                                           f"({_failure_text(item.display, exc)})")
+                                if o.outputs else o for o in outcomes]
+                    members_out = []
+                else:
+                    outcomes = [dataclasses.replace(o, outputs=(*o.outputs, written)) if o.outputs else o
+                                for o in outcomes]
+    except ProductReadError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        decision = decide(unreadable(item.display, exc.problem, item.path), opts.policy)
+        return Prepared((_Staged(Outcome(decision, inputs=package_digest, key=key, bytes_in=bytes_in)),))
+    except Exception as exc:  # noqa: BLE001 - unpacking or writing failed: nothing of the package leaves
+        shutil.rmtree(stage, ignore_errors=True)
+        return Prepared((_Staged(Outcome(None, path=item.display, key=key, bytes_in=bytes_in,
+                                         failure=f"{_failure_text(item.display, exc)}; nothing was written")),))
+    share = bytes_in // max(1, len(outcomes))
+    items = tuple(_Staged(dataclasses.replace(o, key=key, member=o.decision.path if o.decision else "",
+                                              members=len(outcomes), bytes_in=share)) for o in outcomes)
+    if not members_out:
+        shutil.rmtree(stage, ignore_errors=True)
+        return Prepared(items)
+    return Prepared(items, stage, (package_file, item.dest))
+
+
+@dataclass(frozen=True)
+class _PackageLabel:
+    """How a package member is shown: ``package!member``."""
+
+    display: str
+    root: Path
+
+    def __call__(self, p: Path) -> str:
+        return f"{self.display}{PACKAGE_SEPARATOR}{display_name(p.relative_to(self.root).as_posix())}"
+
+
+def _digest_of(outcome: Outcome, path: str) -> str:
+    return next(o.sha256 for o in outcome.outputs if o.path == path)
+
+
+class _SharedSidecarConflict(OutputError):
+    """A sidecar two products share was already written with other bytes: the products got different decisions."""
+
+
+def _already_written(written: dict[PurePath, str], rel: PurePath, digest: str, shown: str) -> bool:
+    """Whether this run already placed ``rel`` with these bytes (a sidecar two products share).
+
+    Raises
+    ------
+    OutputError
+        When it placed different bytes there: the products got different
+        decisions, and one sidecar cannot describe both.
+    """
+    if rel not in written:
+        return False
+    if written[rel] != digest:
+        raise _SharedSidecarConflict(f"{shown}: a sidecar shared with another product was already written with "
+                                     "different content (the products got different decisions)")
+    return True
+
+
+def _rel_to(base: Path) -> Callable[[Path], Path]:
+    return _RelativeTo(base)
+
+
+@dataclass(frozen=True)
+class _RelativeTo:
+    base: Path
+
+    def __call__(self, p: Path) -> Path:
+        return Path(os.path.abspath(p)).relative_to(self.base)
 
 
 class _Run:
-    """One ``enforce`` run: its output folder, its hooks, and what it has recorded and placed."""
+    """The parent's side of a run: the only writer of the audit log and of final output names."""
 
     def __init__(self, opts: EnforceOptions, out: OutputFolder, record: Callable[[Outcome], None] | None,
-                 released: Callable[[Outcome], None] | None) -> None:
+                 released: Callable[[Outcome], None] | None, progress: Callable[[Outcome], None] | None,
+                 prior: BatchHistory) -> None:
         self.opts = opts
+        self._prior = prior
         self.out = out
         self._record = record
         self._released = released
+        self._progress = progress
         self.outcomes: list[Outcome] = []
-        self._recorded: set[str] = set()
         # GF-3 polarisations share one .meta.xml: the second product may find it
         # written by this run already, which is fine when the bytes are the same.
         self._written: dict[PurePath, str] = {}
 
     def record(self, outcome: Outcome) -> None:
         """Write the outcome's record; a failure stops the run (wrapped so no handler turns it into a block)."""
-        self._recorded.add(outcome.decision.decision_id)
         if self._record is None:
             return
         try:
@@ -574,96 +912,171 @@ class _Run:
         except Exception as exc:
             raise _FatalError(exc) from exc
 
-    def place(self, moves: list[_Move], what: str) -> None:
+    def place(self, moves: Iterable[_Move], what: str) -> None:
         """Make recorded moves; a failure now leaves a record the next run reconciles."""
         try:
             for src, dst in moves:
                 self.out.place(src, dst)
         except (OSError, RSPolicyError) as exc:
             raise _FatalError(OutputError(f"{what}: recorded but could not be moved into place "
-                                     f"({getattr(exc, 'strerror', None) or exc}); the next run with this log "
-                                     "records that it was not released")) from exc
+                                          f"({getattr(exc, 'strerror', None) or exc}); the next run with this log "
+                                          "records that it was not released")) from exc
 
-    def done(self, outcome: Outcome) -> None:
-        """A final outcome: recorded now unless its release recorded it already."""
-        if outcome.decision.decision_id not in self._recorded:
+    def finish(self, outcome: Outcome) -> None:
+        """An outcome is final: recorded (unless skipped), counted, shown."""
+        if outcome.result is not Result.SKIPPED:
             self.record(outcome)
         self.outcomes.append(outcome)
+        if self._progress is not None:
+            self._progress(outcome)
 
-    def files_commit(self) -> _Commit:
-        """Commit for products released as loose files into the output folder."""
-        def plan(staged: list[Path], stage: Path, digests: list[str]) -> tuple[list[FileDigest], list[_Move]]:
-            rels = [PurePath(p.relative_to(stage)) for p in staged]
-            outputs, moves = [], []
-            for src, rel, digest in zip(staged, rels, digests, strict=True):
-                if _already_written(self._written, rel, digest, os.fspath(self.out.final(rel))):
-                    pass
-                elif self.out.lexists(rel) and not self.opts.overwrite:
-                    raise OutputError(f"{self.out.final(rel)}: output exists (use --overwrite to replace it)")
-                else:
-                    moves.append((src, rel))
-                outputs.append(FileDigest(os.fspath(self.out.final(rel)), src.stat().st_size, digest))
-            return outputs, moves
+    def commit(self, prepared: Prepared) -> None:
+        """Record and place what a worker prepared, then remove its stage."""
+        try:
+            if prepared.package is not None:
+                self._commit_package(prepared, *prepared.package)
+            else:
+                for staged in prepared.items:
+                    self._commit_loose(staged)
+        finally:
+            if prepared.stage is not None:
+                shutil.rmtree(prepared.stage, ignore_errors=True)
 
-        def release(outcome: Outcome, moves: list[_Move]) -> None:
-            self.record(outcome)
-            self.place(moves, outcome.decision.path)
-            for o in outcome.outputs:
-                self._written[PurePath(Path(o.path).relative_to(self.out.root))] = o.sha256
-            self.released(outcome)
+    def _commit_loose(self, staged: _Staged) -> None:
+        outcome = staged.outcome
+        if not staged.moves:
+            self.finish(outcome)
+            return
+        assert outcome.decision is not None
+        moves = []
+        try:
+            for (src, rel), out in zip(staged.moves, outcome.outputs, strict=True):
+                if _already_written(self._written, rel, out.sha256, out.path):
+                    continue
+                if self.out.lexists(rel) and not self.opts.force and not self._ours(outcome.key, out.path):
+                    raise OutputError(f"{out.path}: output exists and is not one this log recorded as released "
+                                      "for this product (use --force to replace it)")
+                moves.append((src, rel))
+        except _SharedSidecarConflict as exc:
+            self.finish(Outcome(_blocked(outcome.decision, f"{exc}; nothing was written"), inputs=outcome.inputs,
+                                key=outcome.key, bytes_in=outcome.bytes_in, seconds=outcome.seconds))
+            return
+        except OutputError as exc:
+            self.finish(dataclasses.replace(outcome, outputs=(), failure=f"{exc}; nothing was written"))
+            return
+        self.record(outcome)
+        self.place(moves, outcome.decision.path)
+        for o in outcome.outputs:
+            self._written[PurePath(Path(o.path).relative_to(self.out.root))] = o.sha256
+        self.released(outcome)
+        self.outcomes.append(outcome)
+        if self._progress is not None:
+            self._progress(outcome)
 
-        return _Commit(plan, release, durable=True)
+    def _ours(self, key: str, path: str) -> bool:
+        """Whether an earlier run of this batch released ``path`` for the product with ``key`` (it may be redone)."""
+        return path in self._prior.owned.get(key, frozenset())
+
+    def _commit_package(self, prepared: Prepared, package_file: Path, dest: PurePath) -> None:
+        outcomes = [s.outcome for s in prepared.items]
+        final = os.fspath(self.out.final(dest))
+        try:
+            exists = self.out.lexists(dest) and not self.opts.force and not self._ours(outcomes[0].key, final)
+            refusal = f"{self.out.final(dest)}: output package exists (use --force to replace it)" if exists else None
+        except OutputError as exc:
+            refusal = str(exc)
+        if refusal is not None:
+            for o in outcomes:
+                self.finish(dataclasses.replace(o, outputs=(), failure=f"{refusal}; nothing was written")
+                            if o.outputs else o)
+            return
+        for o in outcomes:
+            self.record(o)
+        self.place([(package_file, dest)], os.fspath(self.out.final(dest)))
+        for o in outcomes:
+            if o.outputs:
+                self.released(o)
+            self.outcomes.append(o)
+            if self._progress is not None:
+                self._progress(o)
 
 
-def _already_written(written: dict[PurePath, str], rel: PurePath, digest: str, shown: str) -> bool:
-    """Whether this run already placed ``rel`` with these bytes (a sidecar two products share).
-
-    Raises
-    ------
-    OutputError
-        When it placed different bytes there: the products got different
-        decisions, and one sidecar cannot describe both.
-    """
-    if rel not in written:
-        return False
-    if written[rel] != digest:
-        raise OutputError(f"{shown}: a sidecar shared with another product was already written with different "
-                          "content (the products got different decisions)")
-    return True
+def _crashed(item: FoundProduct | FoundPackage | ProductEvidence, exc: BaseException) -> Prepared:
+    """The outcome of a work item whose worker died or raised: failed, nothing written."""
+    path = item.files.display if isinstance(item, FoundProduct) else \
+        item.display if isinstance(item, FoundPackage) else item.path
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return Prepared((_Staged(Outcome(None, path=path, failure=f"{path}: the worker handling it stopped "
+                                                              f"({type(exc).__name__}: {text}); nothing was "
+                                                              "written")),))
 
 
-def _rel_to(base: Path) -> Callable[[Path], Path]:
-    return lambda p: p.relative_to(base)
+WorkItem = FoundProduct | FoundPackage | ProductEvidence
 
 
-def enforce(paths: Iterable[str | os.PathLike[str]], opts: EnforceOptions,
+def work_items(paths: Iterable[str | os.PathLike[str]]) -> list[WorkItem]:
+    """The products and packages behind ``paths``, each once (non-product files are left out)."""
+    return [item for item in discover(paths) if not isinstance(item, Skipped)]
+
+
+def item_bytes(item: WorkItem) -> int:
+    """Size of a work item's input files (for progress)."""
+    files: Iterable[Path] = (item.files.main, *item.files.sidecars) if isinstance(item, FoundProduct) else \
+        (item.path,) if isinstance(item, FoundPackage) else ()
+    total = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            total += f.stat().st_size
+    return total
+
+
+def enforce(paths: Iterable[str | os.PathLike[str]] | Sequence[WorkItem], opts: EnforceOptions,
             record: Callable[[Outcome], None] | None = None, *,
-            released: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+            released: Callable[[Outcome], None] | None = None,
+            progress: Callable[[Outcome], None] | None = None,
+            prior: BatchHistory | None = None,
+            executor: Executor | None = None,
+            stop: threading.Event | None = None) -> list[Outcome]:
     """Release, degrade or refuse every product behind ``paths``.
 
     Parameters
     ----------
     paths
-        Images, sidecars, directories, delivery packages.
+        Images, sidecars, directories, delivery packages (or the work items
+        :func:`work_items` found in them).
     opts
-        Output directory, policy, format, overwrite.
+        Output directory, policy, format, force, jobs.
     record
-        The audit log hook, called once per product with its final outcome.
-        For a product that releases files it is called **before** the files
-        are moved into place, with the paths, sizes and sha256 they will
-        have: when it raises, nothing of that product is placed and the
-        error propagates (the run stops). Blocked products are recorded as
-        soon as they are decided, so a run stopped half-way has logged what
-        it did.
+        The audit log hook, called once per product that was not skipped,
+        with its final outcome (``outcome.result`` says whether it is a
+        decision or a failure). For a product that releases files it is
+        called **before** the files are moved into place, with the paths,
+        sizes and sha256 they will have: when it raises, nothing of that
+        product is placed and the error propagates (the run stops).
     released
         Called after every file of a recorded outcome is in place (for a
         package: after the package file is). A run killed between ``record``
         and ``released`` leaves a record whose files may be absent.
+    progress
+        Called once per product when its outcome is final, skipped ones included.
+    prior
+        Products earlier runs completed (:func:`rspolicy.records.completed_products`
+        of the log): skipped when their inputs, the policy and the command
+        are the same and their outputs are intact, unless ``opts.force``.
+    executor
+        Where work items run: None runs ``opts.jobs`` worker processes
+        (in this process when 1). A ``dask.distributed.Client`` (or any
+        object with ``submit`` whose futures work with
+        :func:`concurrent.futures.as_completed`-style ``as_completed``) can
+        be given instead; see :mod:`rspolicy.scaleout`.
+    stop
+        When set (a signal), no further item is started; items in flight
+        are finished and recorded.
 
     Returns
     -------
     list of Outcome
-        One per product.
+        One per product, in the order they finished.
 
     Raises
     ------
@@ -673,103 +1086,128 @@ def enforce(paths: Iterable[str | os.PathLike[str]], opts: EnforceOptions,
     Exception
         Whatever ``record`` or ``released`` raised.
     """
+    items = list(paths)
+    work: list[WorkItem] = [i for i in items if isinstance(i, FoundProduct | FoundPackage | ProductEvidence)]
+    named = [i for i in items if not isinstance(i, FoundProduct | FoundPackage | ProductEvidence)]
+    if named:
+        work.extend(work_items(named))
     with OutputFolder(opts.outdir) as out:
         out.remove_stale_stages()
-        run = _Run(opts, out, record, released)
+        run = _Run(opts, out, record, released, progress, prior or BatchHistory())
+        ctx = WorkContext(opts, out.root, os.getpid(), run_fingerprint(opts, out.root), prior or BatchHistory())
         try:
-            _enforce_all(paths, opts, out, run)
+            for prepared in _in_order(_dispatch(work, ctx, executor, stop or threading.Event())):
+                run.commit(prepared)
         except _FatalError as fatal:
             raise fatal.error from None
     return run.outcomes
 
 
-def _enforce_all(paths: Iterable[str | os.PathLike[str]], opts: EnforceOptions, out: OutputFolder,
-                 run: _Run) -> None:
-    commit = run.files_commit()
-    for item in discover(paths):
-        if isinstance(item, FoundProduct):
-            decision = decide(read_product(item.files, item.label), opts.policy)
-            run.done(_process(decision, opts, out, _rel_to(item.base), commit))
-        elif isinstance(item, FoundPackage):
-            _enforce_package(item.path, item.display, item.dest, opts, run)
-        elif not isinstance(item, Skipped):
-            run.done(Outcome(decide(item, opts.policy)))
+def _in_order(done: Iterator[tuple[int, Prepared]]) -> Iterator[Prepared]:
+    """Items in the order they were named, whatever order they finished in.
 
-
-def _enforce_package(path: Path, display: str, dest: PurePath, opts: EnforceOptions, run: _Run) -> None:
-    """A package in, a package out: released and degraded members only.
-
-    Members are staged into a private folder; the package is written there,
-    hashed, every member's record written (with the package file's own
-    digest), and only then is the package renamed into place.
+    The log then reads the same whatever ``--jobs`` or the scheduler, and
+    which of two products sharing a sidecar meets the other's bytes is
+    decided by the input, not by timing.
     """
-    out = run.out
-    final = out.final(dest)
+    waiting: dict[int, Prepared] = {}
+    expected = 0
+    for index, prepared in done:
+        waiting[index] = prepared
+        while expected in waiting:
+            yield waiting.pop(expected)
+            expected += 1
+    for index in sorted(waiting):  # after a stop: whatever finished
+        yield waiting.pop(index)
+
+
+def _dispatch(work: Sequence[WorkItem], ctx: WorkContext, executor: Executor | None,
+              stop: threading.Event) -> Iterator[tuple[int, Prepared]]:
+    if executor is not None:
+        from rspolicy.scaleout import run_on  # noqa: PLC0415 - only a scale-out run needs it
+        yield from run_on(executor, work, ctx, stop)
+        return
+    jobs = ctx.opts.jobs or 1
+    if jobs <= 1 or len(work) <= 1:
+        for index, item in enumerate(work):
+            if stop.is_set():
+                return
+            try:
+                yield index, prepare(item, ctx)
+            except Exception as exc:  # noqa: BLE001 - one item's bug never ends the batch
+                yield index, _crashed(item, exc)
+        return
+    yield from _in_processes(work, ctx, jobs, stop)
+
+
+def _worker_init(ctx: WorkContext) -> None:
+    global _CONTEXT  # noqa: PLW0603 - one context per worker process, sent once
+    _CONTEXT = ctx
+    # The parent decides when to stop; a terminal's Ctrl-C must not kill items in flight.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_CONTEXT: WorkContext | None = None
+
+
+def _prepare_here(item: WorkItem) -> Prepared:
+    assert _CONTEXT is not None
+    return prepare(item, _CONTEXT)
+
+
+def _pool(ctx: WorkContext, workers: int) -> ProcessPoolExecutor:
+    import multiprocessing  # noqa: PLC0415
+
+    # forkserver: workers start from a clean, single-threaded server with rspolicy imported, never from a
+    # parent that may hold locks in its threads (progress display, log writer).
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload(["rspolicy.enforce"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_worker_init, initargs=(ctx,))
+
+
+def _in_processes(work: Sequence[WorkItem], ctx: WorkContext, jobs: int,
+                  stop: threading.Event) -> Iterator[tuple[int, Prepared]]:
+    """Run items on ``jobs`` worker processes, at most two per worker in flight (so a stop is honoured soon).
+
+    A worker that dies (a C library crashing on a hostile file) breaks the
+    pool: the items it held are tried again one by one, each in a pool of
+    its own, so that only the item that kills its worker fails.
+    """
+    pending = list(reversed(list(enumerate(work))))
+    retry: list[tuple[int, WorkItem]] = []
+    pool = _pool(ctx, jobs)
     try:
-        with opened_package(path) as (root, members), out.stage() as package_stage:
-            def label(p: Path) -> str:
-                return f"{display}{PACKAGE_SEPARATOR}{display_name(p.relative_to(root).as_posix())}"
+        in_flight: dict[Future[Prepared], tuple[int, WorkItem]] = {}
+        while pending or in_flight:
+            while pending and not retry and len(in_flight) < 2 * jobs and not stop.is_set():
+                index, item = pending.pop()
+                in_flight[pool.submit(_prepare_here, item)] = (index, item)
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                index, item = in_flight.pop(future)
+                try:
+                    yield index, future.result()
+                except BrokenProcessPool:
+                    retry.append((index, item))
+                except Exception as exc:  # noqa: BLE001 - one item's bug never ends the batch
+                    yield index, _crashed(item, exc)
+            if retry and not in_flight:
+                pool.shutdown(wait=True, cancel_futures=True)
+                for index, item in retry:
+                    yield index, (_crashed(item, InterruptedError("stopped")) if stop.is_set()
+                                  else _alone(item, ctx))
+                retry.clear()
+                pool = _pool(ctx, jobs)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
-            products, _ = group_files([m.local for m in members if not is_package(m.local)], label)
-            if not products:
-                run.done(Outcome(decide(unreadable(display, "package holds no product image", path), opts.policy)))
-                return
-            try:
-                refusal = (f"{final}: output package exists (use --overwrite)"
-                           if out.lexists(dest) and not opts.overwrite else None)
-            except OutputError as exc:
-                refusal = f"{exc}; nothing was written"
-            if refusal is not None:
-                for files in products:
-                    run.done(Outcome(_blocked(decide(read_product(files, label), opts.policy), refusal)))
-                return
-            member_root = package_stage / "members"
-            member_root.mkdir()
 
-            kept: dict[PurePath, str] = {}
-
-            def plan(staged: list[Path], stage: Path, digests: list[str]) -> tuple[list[FileDigest], list[_Move]]:
-                rels = [PurePath(f.relative_to(stage)) for f in staged]
-                moves = []
-                for src, rel, digest in zip(staged, rels, digests, strict=True):
-                    if not _already_written(kept, rel, digest, f"{final}!{rel.as_posix()}"):
-                        moves.append((src, rel))
-                return ([FileDigest(f"{final}!{r.as_posix()}", f.stat().st_size, d)
-                         for f, r, d in zip(staged, rels, digests, strict=True)], moves)
-
-            def keep(outcome: Outcome, moves: list[_Move]) -> None:
-                for src, rel in moves:
-                    target = member_root / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(src, target)
-                for o in outcome.outputs:
-                    kept[PurePath(o.path.split("!", 1)[1])] = o.sha256
-
-            outcomes = [_process(decide(read_product(files, label), opts.policy), opts, out, _rel_to(root),
-                                 _Commit(plan, keep, durable=False))
-                        for files in products]
-            members_out = sorted((p, p.relative_to(member_root).as_posix())
-                                 for p in member_root.rglob("*") if p.is_file())
-            package_file = package_stage / dest.name
-            try:
-                if members_out:
-                    write_package(members_out, package_file)
-            except OutputError as exc:
-                outcomes = [Outcome(_blocked(o.decision, f"cannot write the output package ({exc})"))
-                            if o.decision.action is not Action.BLOCK else o for o in outcomes]
-                members_out = []
-            if members_out:
-                package_digest = FileDigest(os.fspath(final), package_file.stat().st_size, sha256_file(package_file))
-                outcomes = [dataclasses.replace(o, outputs=(*o.outputs, package_digest)) if o.outputs else o
-                            for o in outcomes]
-            for outcome in outcomes:
-                run.record(outcome)
-            if members_out:
-                run.place([(package_file, dest)], os.fspath(final))
-                for outcome in outcomes:
-                    if outcome.outputs:
-                        run.released(outcome)
-            for outcome in outcomes:
-                run.done(outcome)
-    except ProductReadError as exc:
-        run.done(Outcome(decide(unreadable(display, exc.problem, path), opts.policy)))
+def _alone(item: WorkItem, ctx: WorkContext) -> Prepared:
+    with _pool(ctx, 1) as pool:
+        try:
+            return pool.submit(_prepare_here, item).result()
+        except Exception as exc:  # noqa: BLE001 - BrokenProcessPool included: this item kills its worker
+            return _crashed(item, exc)

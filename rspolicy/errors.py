@@ -53,3 +53,11 @@ class OutputError(RSPolicyError, OSError):
 
 class AuditLogError(RSPolicyError, OSError):
     """The audit log cannot be read, written or verified."""
+
+
+class ReportError(RSPolicyError, ValueError):
+    """A batch report cannot be written as asked (unknown format, a value that cannot be serialised)."""
+
+
+class UnsupportedProductError(RSPolicyError, ValueError):
+    """rspolicy cannot produce a compliant output for this product (e.g. degrading HDF5): it is blocked."""

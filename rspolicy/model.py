@@ -279,6 +279,8 @@ class Decision:
         Unique and sortable by time (UUIDv7).
     product
         The read-stage result, kept for the action stage (not serialised).
+    deciding_reason
+        The one reason that decided the action (among ``reasons``); see :attr:`why`.
     """
 
     path: str
@@ -295,6 +297,12 @@ class Decision:
     policy: PolicyRef
     decision_id: str = ""
     product: ProductEvidence | None = field(default=None, compare=False, repr=False)
+    deciding_reason: str = ""
+
+    @property
+    def why(self) -> str:
+        """The reason that decided: the first read problem that blocked, the rule that applied, or the last reason."""
+        return self.deciding_reason or (self.reasons[-1] if self.reasons else "")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping with the keys ``screen --json`` prints."""
@@ -309,6 +317,7 @@ class Decision:
             "target_gsd_m": self.target_gsd_m,
             "rule": self.rule,
             "reasons": list(self.reasons),
+            "why": self.why,
             "warnings": list(self.warnings),
             "evidence": [e.to_dict() for e in self.evidence],
             "policy": self.policy.to_dict(),

@@ -18,7 +18,7 @@ import os
 import socket
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,9 @@ RELEASE_AFTER_RECORD = "after-record"
 RELEASED_EVENT = "released"
 #: ``event`` of the record saying a recorded release did not (fully) happen.
 RECONCILE_EVENT = "reconcile"
+#: ``event`` of the record saying rspolicy could not complete a product (I/O, permissions, disk full):
+#: an error of its own kind, never a policy decision.
+FAILED_EVENT = "failed"
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def _json_value(value: Scalar) -> Scalar:
 
 def decision_record(decision: Decision, requester: Requester, *, command: str,
                     outputs: Sequence[Mapping[str, Any]] = (), output_gsd_m: float | None = None,
-                    notes: Iterable[str] = (), inputs: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+                    notes: Iterable[str] = (), inputs: Sequence[Mapping[str, Any]] = (),
+                    batch: Mapping[str, str | int] | None = None) -> dict[str, Any]:
     """The audit record of one decision.
 
     Parameters
@@ -116,6 +120,10 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
         The input files' ``path`` (as labelled in the decision), ``size`` and
         ``sha256`` when the caller has hashed them already; otherwise they are
         hashed here.
+    batch
+        ``key`` (and for a package member, ``member``): what a later run of
+        the same batch looks the product up by to skip it
+        (:func:`completed_products`).
     """
     product = decision.product
     if inputs:
@@ -147,6 +155,7 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
             "target_gsd_m": decision.target_gsd_m,
             "rules": [decision.rule] if decision.rule else [],
             "reasons": list(decision.reasons),
+            "why": decision.why,
             "warnings": list(decision.warnings),
             "evidence": [{"fact": e.fact.value, "source": e.source, "field": e.field, "value": _json_value(e.value)}
                          for e in decision.evidence],
@@ -161,10 +170,36 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
             # Written before the files are moved into place: a "released" or
             # "reconcile" record must follow (see pending_releases).
             record["output"]["release"] = RELEASE_AFTER_RECORD
+    if batch:
+        record["batch"] = dict(batch)
     if requester.recipient:
         record["recipient"] = requester.recipient
     if requester.purpose:
         record["purpose"] = requester.purpose
+    clean: dict[str, Any] = _clean(record)
+    return clean
+
+
+def failure_record(path: str, error: str, requester: Requester, *, decision: Decision | None = None,
+                   inputs: Sequence[Mapping[str, Any]] = (), batch: Mapping[str, str | int] | None = None
+                   ) -> dict[str, Any]:
+    """The record of a product rspolicy could not complete: ``event`` ``failed``, never a decision.
+
+    Nothing of the product was released. When a decision had been taken
+    before the failure, it is carried (``result``) for the auditor, but the
+    record is not a decision: a later run decides the product again.
+    """
+    if decision is not None:
+        record = decision_record(decision, requester, command="enforce", inputs=inputs, batch=batch)
+        record.pop("output", None)
+    else:
+        record = {"decision_id": None, "timestamp": utc_timestamp(), "rspolicy": rspolicy.__version__,
+                  "command": "enforce", "input": {"path": path, "files": [dict(i) for i in inputs]},
+                  "operator": requester.operator, "host": requester.host}
+        if batch:
+            record["batch"] = dict(batch)
+    record["event"] = FAILED_EVENT
+    record["error"] = error
     clean: dict[str, Any] = _clean(record)
     return clean
 
@@ -203,8 +238,10 @@ class ReleaseProblem:
 def _released_files(output: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     entries = [f for f in output.get("files", ()) if isinstance(f, Mapping) and isinstance(f.get("path"), str)]
     locals_ = {str(f["path"]) for f in entries}
+    # A package member ("package!member") is checked through its package file. Its package is a recorded
+    # path followed by "!", not what comes before the first "!": the output folder's name may hold one.
     return tuple((str(f["path"]), str(f.get("sha256", ""))) for f in entries
-                 if not ("!" in f["path"] and str(f["path"]).split("!", 1)[0] in locals_))
+                 if not any(str(f["path"]).startswith(p + "!") for p in locals_))
 
 
 def pending_releases(records: Iterable[Mapping[str, Any]]) -> list[PendingRelease]:
@@ -330,3 +367,124 @@ def reconcile_releases(log: AuditLog, outdir: Path, requester: Requester) -> lis
 
 def _under(path: Path, root: Path) -> bool:
     return path.is_absolute() and path != root and path.is_relative_to(root)
+
+
+# --------------------------------------------------------------------------- resuming a batch
+
+
+@dataclass(frozen=True)
+class PriorDecision:
+    """A product an earlier run completed: decided, and (when it released files) confirmed in place.
+
+    Attributes
+    ----------
+    decision_id, path, action, product_class, gsd_m, target_gsd_m, why
+        From the decision record.
+    members
+        How many products the package it came from held (1 for a loose product).
+    outputs
+        Every file it released (``path``, ``size``, ``sha256``; package
+        members as ``package!member``).
+    output_gsd_m
+        What was written.
+    """
+
+    decision_id: str
+    path: str
+    action: str
+    product_class: str | None
+    gsd_m: float | None
+    target_gsd_m: float | None
+    why: str
+    outputs: tuple[tuple[str, int, str], ...]
+    output_gsd_m: float | None
+    members: int = 1
+
+    def missing_outputs(self) -> list[ReleaseProblem]:
+        """Released files that are no longer in place with their recorded sha256 (links are not files)."""
+        files = _released_files({"files": [{"path": p, "sha256": d} for p, _, d in self.outputs]})
+        return release_problems(PendingRelease(self.decision_id, self.path, files), compare_digest=True)
+
+
+def _prior(rec: Mapping[str, Any]) -> PriorDecision:
+    result = rec.get("result") if isinstance(rec.get("result"), Mapping) else {}
+    output = rec.get("output") if isinstance(rec.get("output"), Mapping) else {}
+    assert isinstance(result, Mapping) and isinstance(output, Mapping)
+    files = [f for f in output.get("files", ()) if isinstance(f, Mapping)]
+    reasons = result.get("reasons") or [""]
+    return PriorDecision(
+        decision_id=str(rec.get("decision_id")), path=str(rec.get("input", {}).get("path", "")),
+        action=str(result.get("action")), product_class=result.get("product_class"),
+        gsd_m=result.get("gsd_m"), target_gsd_m=result.get("target_gsd_m"),
+        why=str(result.get("why") or reasons[-1]),
+        outputs=tuple((str(f.get("path")), int(f.get("size", 0)), str(f.get("sha256", ""))) for f in files),
+        output_gsd_m=output.get("gsd_m"), members=_members(rec.get("batch")))
+
+
+def _members(batch: Any) -> int:
+    value = batch.get("members", 1) if isinstance(batch, Mapping) else 1
+    return value if isinstance(value, int) and value > 0 else 1
+
+
+@dataclass(frozen=True)
+class BatchHistory:
+    """What earlier ``enforce`` runs of a log did, by batch key.
+
+    Attributes
+    ----------
+    done
+        ``{key: {member ("" for a loose product): PriorDecision}}`` of completed products.
+    owned
+        ``{key: paths}``: every output path a decision of that key recorded,
+        completed or not (a run killed half-way may have placed some): a
+        rerun may replace these without ``--force``.
+    """
+
+    done: Mapping[str, Mapping[str, PriorDecision]] = field(default_factory=dict)
+    owned: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+def completed_products(records: Iterable[Mapping[str, Any]]) -> BatchHistory:
+    """The products earlier ``enforce`` runs completed, by their batch key and package member.
+
+    A decision that released files counts once a ``released`` record
+    follows it (a ``reconcile`` record voids it); a decision that released
+    nothing (blocked) counts as soon as it is recorded. A ``failed`` record
+    never counts. The latest completed decision of a key wins.
+
+    Parameters
+    ----------
+    records
+        The log's records in chain order.
+
+    Returns
+    -------
+    BatchHistory
+        The completed products, and every path each key's decisions released.
+    """
+    done: dict[str, dict[str, PriorDecision]] = {}
+    owned: dict[str, set[str]] = {}
+    waiting: dict[str, tuple[str, str, Mapping[str, Any]]] = {}
+    for rec in records:
+        decision_id = rec.get("decision_id")
+        event = rec.get("event")
+        if event in (RELEASED_EVENT, RECONCILE_EVENT):
+            settled = waiting.pop(str(decision_id), None)
+            if settled is not None and event == RELEASED_EVENT:
+                key, member, decision = settled
+                done.setdefault(key, {})[member] = _prior(decision)
+            continue
+        batch = rec.get("batch")
+        if event is not None or rec.get("command") != "enforce" or not isinstance(batch, Mapping) \
+                or not isinstance(batch.get("key"), str) or not isinstance(decision_id, str):
+            continue
+        key, member = str(batch["key"]), str(batch.get("member", ""))
+        output = rec.get("output")
+        if isinstance(output, Mapping):
+            owned.setdefault(key, set()).update(str(f.get("path")) for f in output.get("files", ())
+                                                if isinstance(f, Mapping))
+        if isinstance(output, Mapping) and output.get("release") == RELEASE_AFTER_RECORD:
+            waiting[decision_id] = (key, member, rec)
+        else:
+            done.setdefault(key, {})[member] = _prior(rec)
+    return BatchHistory(done, {k: frozenset(v) for k, v in owned.items()})

@@ -48,7 +48,7 @@ def decide(product: ProductEvidence, policy: Policy) -> Decision:
             action=Action.BLOCK, target_gsd_m=None, rule=None,
             reasons=(f"{product.path}: internal error while deciding ({type(exc).__name__}: {exc}); blocked",),
             warnings=(), evidence=product.evidence, policy=policy.ref, decision_id=new_decision_id(),
-            product=product)
+            product=product, deciding_reason=f"internal error while deciding ({type(exc).__name__}: {exc})")
 
 
 def _decide(product: ProductEvidence, policy: Policy) -> Decision:
@@ -61,12 +61,16 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
     if product_class is ProductClass.UNKNOWN:
         reasons.extend(classification.reasons)
     outcome = evaluate(policy, product_class, resolution.gsd_m)
+    deciding = outcome.reason
+    if product_class is ProductClass.UNKNOWN and classification.reasons:
+        deciding = f"{outcome.reason}: {classification.reasons[0]}"
     for alternative, hint in outcome_class.alternatives:
         other = evaluate(policy, alternative, resolution.gsd_m)
         if _stricter(other, outcome):
             reasons.append(f"{hint.source} {hint.field} suggests {alternative.value} ({hint.detail}); "
                            f"the stricter rule for {alternative.value} applies")
             outcome = other
+            deciding = f"{reasons[-1]}: {other.reason}"
         else:
             warnings.append(f"{hint.source} {hint.field} suggests {alternative.value} ({hint.detail}), "
                             f"not {product_class.value}; it would not change the decision")
@@ -81,6 +85,7 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
     if product.problems or unusable:
         reasons = [*product.problems, *unusable, *reasons]
         action, target = Action.BLOCK, None
+        deciding = reasons[0]
     if action is Action.ALLOW and product.rebuild:
         reasons.append(f"the image leaves rebuilt pixel-exact by rspolicy's writer, not byte for byte: "
                        f"{product.rebuild}")
@@ -100,6 +105,7 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
         policy=policy.ref,
         decision_id=new_decision_id(),
         product=product,
+        deciding_reason=deciding,
     )
 
 

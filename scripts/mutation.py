@@ -54,7 +54,8 @@ DECISION_PATH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                 ("test_enforce.py", "test_enforce_safety.py", "test_enforce_records.py", "test_fail_closed.py",
                  "test_gate_paths.py", "test_cli_log.py")),
     "records": (("x_pending_releases", "x_release_problems", "x__released_files"),
-                ("test_enforce_safety.py", "test_cli_log.py", "test_enforce.py")),
+                ("test_release_records.py", "test_enforce_safety.py", "test_cli_log.py", "test_enforce.py",
+                 "test_enforce_kill.py", "test_enforce_records.py")),
     "audit": (("x_verify", "x__check_hash", "x__digest", "x__parse"), ("test_audit.py", "test_cli_log.py")),
 }
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real metadata samples are, and small product builders."""
+"""Shared fixtures: where the real metadata samples are, small product builders, and a private home per test."""
 
 from __future__ import annotations
 
@@ -14,9 +14,34 @@ from rspolicy.model import Evidence, Fact
 # scripts/mutation.py: a failing example only has to fail, not be shrunk to the smallest one.
 settings.register_profile("mutation", phases=(Phase.explicit, Phase.reuse, Phase.generate), deadline=None)
 
+#: Environment variables that tell rspolicy where the user's config file and audit log are, or how to key it.
+#: Every test runs with these pointing into its own ``tmp_path`` (or unset): see :func:`_private_home`.
+HOME_VARIABLES = ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "RSPOLICY_LOG", "RSPOLICY_LOG_KEY")
+#: Those variables as the test run found them, before any test replaced them: the user's real ones.
+REAL_ENVIRON = {"HOME": os.path.expanduser("~")} | {name: os.environ[name] for name in HOME_VARIABLES
+                                                     if name in os.environ}
+
 REAL_METADATA = Path(__file__).resolve().parents[2] / "shared" / "real_metadata"
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "sample_data"
+
+
+@pytest.fixture(autouse=True)
+def _private_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the user's config file or writes to the user's audit log.
+
+    ``$HOME`` is a fresh empty folder of its own (outside ``tmp_path``, which tests walk),
+    the config file is looked for under ``tmp_path/config`` and the default log is
+    ``tmp_path/state/rspolicy/decisions.jsonl`` (neither created: a test sees whether a
+    command made them); ``$RSPOLICY_LOG`` and ``$RSPOLICY_LOG_KEY`` are unset. Subprocesses
+    started with ``os.environ`` inherit the same.
+    """
+    home, config, state, log, key = HOME_VARIABLES
+    monkeypatch.setenv(home, str(tmp_path_factory.mktemp("home")))
+    monkeypatch.setenv(config, str(tmp_path / "config"))
+    monkeypatch.setenv(state, str(tmp_path / "state"))
+    monkeypatch.delenv(log, raising=False)
+    monkeypatch.delenv(key, raising=False)
 
 
 def in_ci() -> bool:

@@ -727,7 +727,8 @@ def test_export_csv_columns(tmp_path: Path) -> None:
     assert tuple(rows[0]) == audit.CSV_COLUMNS
     assert list(audit.CSV_COLUMNS) == [
         "seq", "decision_id", "timestamp", "path", "satellite", "sensor", "product_class", "gsd_m", "action",
-        "event", "target_gsd_m", "policy_name", "policy_sha256", "recipient", "operator", "hash"]
+        "event", "target_gsd_m", "policy_name", "policy_version", "policy_sha256", "command", "recipient", "purpose",
+        "operator", "host", "reasons", "error", "inputs", "outputs", "output_gsd_m", "detail", "hash"]
     first = rows[1]
     assert first["path"] == "/data/GF2_PMS1_00001.tiff"
     assert (first["satellite"], first["sensor"], first["product_class"]) == ("GF-2", "PMS1", "panchromatic")
@@ -853,3 +854,263 @@ def test_cli_head_show_export_repair(runner: CliRunner, tmp_path: Path) -> None:
     assert repaired.exit_code == 0 and "moved 6 bytes" in repaired.output
     assert runner.invoke(log_cli, ["repair", str(path)]).output.startswith("nothing to repair")
     assert runner.invoke(log_cli, ["verify", str(path)]).output.startswith("OK: 7 records")
+
+
+# --------------------------------------------------------------------------- what verify says, problem by problem
+#
+# `rspolicy log verify` prints the first problem as FILE:LINE: KIND: MESSAGE. Each kind of damage below is
+# made by hand (a line rewritten as an editor or a forger would), and verify must name it at its line, with
+# the message that tells the auditor what is wrong, and give the records and head verified before it.
+
+
+def _forge(rec: dict[str, Any], key: bytes | None = None) -> bytes:
+    """The line a writer produces for ``rec`` (chain members given, ``hash`` computed as the format says)."""
+    import hashlib
+    import hmac
+
+    canon = canonical_json({k: v for k, v in rec.items() if k != "hash"})
+    data = rec["prev"].encode("ascii") + canon
+    digest = (hmac.new(key, data, hashlib.sha256) if key is not None else hashlib.sha256(data)).hexdigest()
+    return canon[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
+
+
+def _edited(line: bytes, **change: Any) -> bytes:
+    """A record line with members changed (or removed, for ``...``), written as plain JSON."""
+    rec = json.loads(line)
+    rec.update(change)
+    return json.dumps({k: v for k, v in rec.items() if v is not ...}).encode() + b"\n"
+
+
+def _three(folder: Path, key: bytes | None = None) -> tuple[Path, list[bytes], list[dict[str, Any]]]:
+    """A log of three records in ``folder``: its path, its lines and its records."""
+    folder.mkdir(exist_ok=True)
+    path = folder / "d.jsonl"
+    make_log(path, 3, key=key)
+    lines = lines_of(path)
+    return path, lines, [json.loads(line) for line in lines]
+
+
+HEX_UPPER = "AB" * 32
+
+# (name, line changed (1-based), how, kind, message); `how` gets the line and the parsed records.
+PROBLEMS: list[tuple[str, int, Any, str, str]] = [
+    ("not JSON", 2, lambda line, recs: b"not json\n", "bad-json",
+     "not JSON: Expecting value: line 1 column 1 (char 0)"),
+    ("not an object", 2, lambda line, recs: b"[1, 2]\n", "bad-json", "not a JSON object"),
+    ("seq zero", 1, lambda line, recs: _edited(line, seq=0), "bad-record",
+     "'seq' must be a positive integer, not 0"),
+    ("seq negative", 2, lambda line, recs: _edited(line, seq=-2), "bad-record",
+     "'seq' must be a positive integer, not -2"),
+    ("seq text", 2, lambda line, recs: _edited(line, seq="2"), "bad-record",
+     "'seq' must be a positive integer, not '2'"),
+    ("seq true", 1, lambda line, recs: _edited(line, seq=True), "bad-record",
+     "'seq' must be a positive integer, not True"),
+    ("seq fraction", 2, lambda line, recs: _edited(line, seq=2.5), "bad-record",
+     "'seq' must be a positive integer, not 2.5"),
+    ("seq missing", 3, lambda line, recs: _edited(line, seq=...), "bad-record",
+     "'seq' must be a positive integer, not None"),
+    ("prev upper-case", 2, lambda line, recs: _edited(line, prev=HEX_UPPER), "bad-record",
+     f"'prev' must be 64 lowercase hex digits, not '{HEX_UPPER}'"),
+    ("prev short", 2, lambda line, recs: _edited(line, prev="ab" * 31), "bad-record",
+     f"'prev' must be 64 lowercase hex digits, not '{'ab' * 31}'"),
+    ("prev number", 2, lambda line, recs: _edited(line, prev=5), "bad-record",
+     "'prev' must be 64 lowercase hex digits, not 5"),
+    ("hash missing", 3, lambda line, recs: _edited(line, hash=...), "bad-record",
+     "'hash' must be 64 lowercase hex digits, not None"),
+    ("hash not hex", 2, lambda line, recs: _edited(line, hash="g" * 64), "bad-record",
+     f"'hash' must be 64 lowercase hex digits, not '{'g' * 64}'"),
+    ("alg unknown", 2, lambda line, recs: _edited(line, alg="md5"), "bad-record", "unknown 'alg' 'md5'"),
+    ("alg missing", 2, lambda line, recs: _edited(line, alg=...), "bad-record", "unknown 'alg' None"),
+    ("chain empty", 2, lambda line, recs: _edited(line, chain=""), "bad-record", "'chain' must be a non-empty string"),
+    ("chain missing", 1, lambda line, recs: _edited(line, chain=...), "bad-record",
+     "'chain' must be a non-empty string"),
+    ("chain number", 2, lambda line, recs: _edited(line, chain=7), "bad-record", "'chain' must be a non-empty string"),
+    ("torn", 3, lambda line, recs: line[:57], "torn-tail",
+     "incomplete last line (57 bytes, no newline): an interrupted write; the next append or `rspolicy log repair` "
+     "quarantines it"),
+    ("other chain", 2, lambda line, recs: _forge({**recs[1], "chain": "c" * 8}), "chain-mismatch",
+     "record of chain cccccccc, not {chain}"),
+    ("seq skipped", 2, lambda line, recs: _forge({**recs[1], "seq": 3}), "seq-gap",
+     "seq 3 where 2 was expected: records deleted, inserted or reordered"),
+    ("first prev", 1, lambda line, recs: _forge({**recs[0], "prev": "1" * 64}), "broken-link",
+     "prev is not 64 zeros, the start of a chain"),
+    ("later prev", 3, lambda line, recs: _forge({**recs[2], "prev": "1" * 64}), "broken-link",
+     "prev is not the hash of the record before it"),
+    ("value changed", 2, lambda line, recs: line.replace(b"Example GmbH", b"Exbmple GmbH"), "hash-mismatch",
+     "the record does not match its hash: altered"),
+    ("not canonical", 2, lambda line, recs: line.replace(b'"seq":', b'"seq": '), "non-canonical",
+     "the content matches its hash but the line is not in canonical form"),
+    ("not JCS-writable", 2, lambda line, recs: _forge(recs[1]).replace(b'"n":1', b'"n":1e400'), "bad-record",
+     "cannot write as canonical JSON: inf is not representable in JCS"),
+]
+
+
+@pytest.mark.parametrize(("name", "line", "how", "kind", "message"), PROBLEMS, ids=[p[0] for p in PROBLEMS])
+def test_verify_names_each_problem_at_its_line(tmp_path: Path, name: str, line: int, how: Any, kind: str,
+                                               message: str) -> None:
+    path, lines, recs = _three(tmp_path)
+    lines[line - 1] = how(lines[line - 1], recs)
+    path.write_bytes(b"".join(lines[:line]) if kind == "torn-tail" else b"".join(lines))
+    result = verify([path])
+    assert result.problem == audit.Problem(kind, path, line, message.format(chain=recs[0]["chain"]))
+    # What verified before it: the records, and the hash of the last of them (64 zeros when none did).
+    assert (result.ok, result.records, result.files) == (False, line - 1, (path,))
+    assert result.head == (recs[line - 2]["hash"] if line > 1 else GENESIS)
+    assert str(result.problem).startswith(f"{path}:{line}: {kind}: ")
+
+
+def test_the_fast_check_names_its_problems_too(tmp_path: Path) -> None:
+    path, lines, recs = _three(tmp_path)
+    assert verify([path], strict=False) == audit.VerifyResult(True, 3, (path,), recs[2]["hash"])
+    # the hash member moved from the end: the stored bytes are no longer "C with its hash inserted"
+    moved = json.loads(lines[1])
+    lines[1] = json.dumps({"hash": moved.pop("hash"), **moved}, separators=(",", ":")).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    fast = verify([path], strict=False)
+    assert fast.problem == audit.Problem("non-canonical", path, 2, "the line does not end with its hash member")
+    assert (fast.records, fast.head) == (1, recs[0]["hash"])
+    path, lines, recs = _three(tmp_path / "again")
+    lines[2] = lines[2].replace(b"Example GmbH", b"Exbmple GmbH")
+    path.write_bytes(b"".join(lines))
+    assert verify([path], strict=False).problem == audit.Problem(
+        "hash-mismatch", path, 3, "the record does not match its hash: altered")
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_keyed_chain_names_a_wrong_key_or_an_altered_record(tmp_path: Path, strict: bool) -> None:
+    path, lines, recs = _three(tmp_path, key=KEY)
+    assert verify([path], key=KEY, strict=strict) == audit.VerifyResult(True, 3, (path,), recs[2]["hash"])
+    altered = "the record does not match its hash: altered, or the key is wrong"
+    assert verify([path], key=b"\x01" * 32, strict=strict).problem == audit.Problem(
+        "hash-mismatch", path, 1, altered)
+    assert verify([path], strict=strict).problem == audit.Problem(
+        "key-required", path, 1, "the chain is keyed (hmac-sha256): set RSPOLICY_LOG_KEY to verify it")
+    lines[1] = lines[1].replace(b"Example GmbH", b"Exbmple GmbH")
+    path.write_bytes(b"".join(lines))
+    result = verify([path], key=KEY, strict=strict)
+    assert result.problem == audit.Problem("hash-mismatch", path, 2, altered)
+    assert (result.records, result.head) == (1, recs[0]["hash"])
+
+
+def test_a_key_given_for_an_unkeyed_chain_is_refused(tmp_path: Path) -> None:
+    path, _lines, _recs = _three(tmp_path)
+    for strict in (True, False):
+        assert verify([path], key=KEY, strict=strict).problem == audit.Problem(
+            "alg-mismatch", path, 1,
+            "the record is unkeyed (sha256) but a key was given; an unkeyed chain can be rewritten by anyone")
+
+
+def test_the_algorithm_cannot_change_within_a_chain(tmp_path: Path) -> None:
+    """A keyed record forged onto an unkeyed chain (and the reverse) is named where the algorithm changes."""
+    plain, lines, recs = _three(tmp_path / "plain")
+    plain.write_bytes(lines[0] + _forge({**recs[1], "alg": "hmac-sha256"}, key=KEY))
+    assert verify([plain]).problem == audit.Problem(
+        "alg-mismatch", plain, 2, "'alg' changes from sha256 to hmac-sha256 within the chain")
+
+    keyed, lines, recs = _three(tmp_path / "keyed", key=KEY)
+    keyed.write_bytes(lines[0] + _forge({**recs[1], "alg": "sha256"}))
+    result = verify([keyed], key=KEY)
+    assert result.problem == audit.Problem(
+        "alg-mismatch", keyed, 2, "'alg' changes from hmac-sha256 to sha256 within the chain")
+    assert (result.records, result.head) == (1, recs[0]["hash"])
+
+
+def test_records_of_another_chain_in_a_second_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    make_log(a, 2)
+    make_log(b, 1)
+    first, other = json.loads(lines_of(a)[0]), json.loads(lines_of(b)[0])
+    result = verify([a, b])
+    assert result.problem == audit.Problem("chain-mismatch", b, 1,
+                                           f"record of chain {other['chain']}, not {first['chain']}")
+    assert (result.records, result.files, result.head) == (2, (a, b), json.loads(lines_of(a)[1])["hash"])
+
+
+def test_an_unreadable_file_is_named_with_the_systems_reason(tmp_path: Path) -> None:
+    path, _lines, recs = _three(tmp_path)
+    missing = tmp_path / "gone.jsonl"
+    result = verify([path, missing])
+    assert result.problem == audit.Problem("unreadable", missing, 0, "No such file or directory")
+    assert (result.records, result.files, result.head) == (3, (path, missing), recs[2]["hash"])
+
+
+def test_a_read_error_is_named_at_the_line_that_could_not_be_read(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fails part-way through a file (EIO): the records before it verified, the next line is named."""
+    import errno
+    import os
+
+    path, _lines, recs = _three(tmp_path)
+
+    class FailingDisk:
+        def __init__(self, fh: Any) -> None:
+            self.fh = fh
+
+        def fileno(self) -> int:
+            return int(self.fh.fileno())
+
+        def close(self) -> None:
+            self.fh.close()
+
+        def __iter__(self) -> Any:
+            for i, raw in enumerate(self.fh):
+                if i == 2:
+                    raise OSError(errno.EIO, os.strerror(errno.EIO))
+                yield raw
+
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: FailingDisk(real_open(self, *a, **k))
+                        if self == path else real_open(self, *a, **k))
+    result = verify([path])
+    assert result.problem == audit.Problem("unreadable", path, 3, os.strerror(errno.EIO))
+    assert (result.records, result.head) == (2, recs[1]["hash"])
+
+
+def test_verify_results_of_whole_and_partial_chains(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    log = make_log(path, 12, rotate_bytes=3000)
+    files = log.files()
+    assert len(files) >= 3
+    recs = [json.loads(line) for f in files for line in lines_of(f)]
+    assert verify(files) == audit.VerifyResult(True, 12, tuple(files), recs[-1]["hash"])
+    # The newest files alone: a tail of the chain, whose older files are archived.
+    tail = files[1:]
+    count = sum(len(lines_of(f)) for f in tail)
+    assert verify(tail, from_genesis=False) == audit.VerifyResult(True, count, tuple(tail), recs[-1]["hash"])
+    whole = verify(tail)
+    assert whole.problem is not None and (whole.problem.kind, whole.problem.line) == ("seq-gap", 1)
+    assert whole.problem.message == (f"seq {12 - count + 1} where 1 was expected: records deleted, inserted or "
+                                     "reordered")
+    assert (whole.records, whole.head) == (0, GENESIS)
+    # Checked from its start a chain begins at 64 zeros; a partial check that found nothing has no head.
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert verify([empty]) == audit.VerifyResult(True, 0, (empty,), GENESIS)
+    assert verify([empty], from_genesis=False) == audit.VerifyResult(True, 0, (empty,), None)
+    assert verify([]) == audit.VerifyResult(True, 0, (), GENESIS)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"{}\n")
+    assert verify([bad], from_genesis=False).head is None
+
+
+def test_an_anchor_is_found_anywhere_in_the_chain_or_reported_at_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    make_log(path, 12, rotate_bytes=3000)
+    files = AuditLog(path).files()
+    recs = [json.loads(line) for f in files for line in lines_of(f)]
+    for rec in (recs[0], recs[5], recs[-1]):
+        assert verify(files, anchor=rec["hash"]).ok
+    unknown = "e" * 64
+    result = verify(files, anchor=unknown)
+    assert result.problem == audit.Problem(
+        "head-missing", files[-1], len(lines_of(files[-1])),
+        f"no record has the anchored hash {unknown}: records were cut off or the log rewritten")
+    assert (result.ok, result.records, result.head) == (False, 12, recs[-1]["hash"])
+    # The head of an empty log (64 zeros) anchors nothing: an empty log still verifies against it ...
+    assert verify([], anchor=GENESIS).ok
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert verify([empty], anchor=GENESIS).ok
+    # ... but a log whose files are all gone no longer holds any anchored record.
+    gone = verify([], anchor=recs[-1]["hash"])
+    assert gone.problem is not None and (gone.problem.kind, gone.problem.line) == ("head-missing", 0)

@@ -362,20 +362,20 @@ def test_the_coarsest_target_wins_even_from_the_rule_with_the_lower_limit(tmp_pa
 
 
 def test_a_decision_without_a_target_cannot_be_planned(tmp_path: Path) -> None:
-    from rspolicy.errors import OutputError
+    from rspolicy.errors import ProductReadError
 
     tif = _geotiff(tmp_path / "scene.tif", 0.3, 0.3)
     evidence = (Evidence(Fact.CLASS_HINT, "panchromatic", "scene.xml", "test", "", Strength.STRONG),)
     decision = decide(ProductEvidence(str(tif), tif, (tif,), evidence), load_policy())
-    with pytest.raises(OutputError, match="nothing to degrade"):
+    with pytest.raises(ProductReadError, match="nothing to degrade"):
         plan_degrade(type(decision)(**{**decision.__dict__, "target_gsd_m": None}), load_policy())
-    with pytest.raises(OutputError, match="nothing to degrade"):
+    with pytest.raises(ProductReadError, match="nothing to degrade"):
         plan_degrade(type(decision)(**{**decision.__dict__, "target_gsd_m": 0.5, "product": None}), load_policy())
 
 
 def test_an_axis_without_any_evidence_cannot_be_planned(tmp_path: Path) -> None:
     """An image with no grid of its own and a spacing claimed along one axis only: the other axis is unknown."""
-    from rspolicy.errors import OutputError
+    from rspolicy.errors import ProductReadError
 
     tif = tmp_path / "scene.tif"
     with rasterio.open(tif, "w", driver="GTiff", width=40, height=40, count=1, dtype="uint8") as dst:
@@ -384,5 +384,5 @@ def test_an_axis_without_any_evidence_cannot_be_planned(tmp_path: Path) -> None:
                 Evidence(Fact.GSD, 0.5, "scene.meta.xml", "widthspace", ""))
     decision = decide(ProductEvidence(str(tif), tif, (tif,), evidence), load_policy())
     decision = type(decision)(**{**decision.__dict__, "action": Action.RESAMPLE, "target_gsd_m": 1.0})
-    with pytest.raises(OutputError, match="no per-axis resolution evidence"):
+    with pytest.raises(ProductReadError, match="no per-axis resolution evidence"):
         plan_degrade(decision, load_policy())

@@ -36,6 +36,11 @@ from .conftest import SAMPLE_DATA
 PAN03 = SAMPLE_DATA / "svn1_pan_0.3m"
 
 
+def default_log(tmp_path: Path) -> Path:
+    """The log enforce writes by default inside a test (see conftest's private home)."""
+    return tmp_path / "state" / "rspolicy" / "decisions.jsonl"
+
+
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, ["enforce", *args], catch_exceptions=False)
 
@@ -53,7 +58,7 @@ def tree(root: Path) -> dict[str, str]:
 def test_sample_products_come_out_compliant(tmp_path: Path) -> None:
     before = tree(SAMPLE_DATA)
     result = run(str(SAMPLE_DATA), "-o", str(tmp_path / "out"))
-    assert result.exit_code == 3
+    assert result.exit_code == 0
     assert tree(SAMPLE_DATA) == before  # inputs untouched
     records = screen_json(tmp_path / "out")
     assert len(records) == 15
@@ -63,7 +68,7 @@ def test_sample_products_come_out_compliant(tmp_path: Path) -> None:
 
 def test_pan_03_degraded_exactly(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run(str(PAN03), "-o", str(out)).exit_code == 3
+    assert run(str(PAN03), "-o", str(out)).exit_code == 0
     src_tif = next(PAN03.glob("*.tiff"))
     dst_tif = out / src_tif.name
     with rasterio.open(src_tif) as src, rasterio.open(dst_tif) as dst:
@@ -89,7 +94,7 @@ def test_pan_03_degraded_exactly(tmp_path: Path) -> None:
 
 def test_gf3_sidecar_rewritten(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out)).exit_code == 3  # degraded
+    assert run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out)).exit_code == 0  # degraded
     meta = next(out.glob("*.meta.xml")).read_text()
     assert "<widthspace>1</widthspace>" in meta and "<heightspace>1</heightspace>" in meta
     assert "<NominalResolution>1</NominalResolution>" in meta
@@ -98,7 +103,7 @@ def test_gf3_sidecar_rewritten(tmp_path: Path) -> None:
 
 def test_complex_slc_is_averaged_in_intensity(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run(str(SAMPLE_DATA / "gf3_sl_slc"), "-o", str(out)).exit_code == 3  # degraded
+    assert run(str(SAMPLE_DATA / "gf3_sl_slc"), "-o", str(out)).exit_code == 0  # degraded
     with rasterio.open(next(out.glob("*.tiff"))) as dst:
         assert dst.dtypes[0] == "float32"
         assert "intensity" in dst.tags()["RSPOLICY_RESAMPLING"]
@@ -142,7 +147,7 @@ def _check_rpc_ground_points(src: Path, dst: Path, factor: Fraction) -> None:
 def test_rpc_only_l1a_is_rescaled(tmp_path: Path) -> None:
     src = _l1a_pan(tmp_path / "in", 0.3)
     out = tmp_path / "out"
-    assert run(str(src), "-o", str(out)).exit_code == 3
+    assert run(str(src), "-o", str(out)).exit_code == 0
     dst = out / src.name
     _check_rpc_ground_points(src, dst, Fraction(5, 3))
     rpb = dst.with_suffix(".rpb").read_text()
@@ -155,13 +160,13 @@ def test_real_rpc_is_rescaled(tmp_path: Path, real_metadata: Path) -> None:
     # The real GF-2 PAN RPCs (0.8 m) on an image whose sidecar claims 0.4 m: the finest (0.4 m) decides.
     src = _l1a_pan(tmp_path / "in", 0.4, rpb_from=real_metadata / "gf2_pms1_pan_l1a.rpb", size=400)
     out = tmp_path / "out"
-    assert run(str(src), "-o", str(out)).exit_code == 3
+    assert run(str(src), "-o", str(out)).exit_code == 0
     _check_rpc_ground_points(src, out / src.name, Fraction(5, 4))
 
 
 def test_geographic_and_gcp_outputs(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run(str(SAMPLE_DATA / "plain_geotiff"), "-o", str(out)).exit_code == 3  # degraded
+    assert run(str(SAMPLE_DATA / "plain_geotiff"), "-o", str(out)).exit_code == 0  # degraded
     with rasterio.open(out / "rgbn_epsg4326.tif") as d, \
             rasterio.open(SAMPLE_DATA / "plain_geotiff" / "rgbn_epsg4326.tif") as s:
         factor = d.transform.a / s.transform.a
@@ -186,9 +191,13 @@ def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(degrade, "_write", failing)
     out = tmp_path / "out"
     result = run(str(PAN03), "-o", str(out))
-    assert result.exit_code == 4 and "No space left" in result.stdout
+    # A full disk is not a policy decision: the product failed (exit 1), and the log says so as a failure.
+    assert result.exit_code == 1 and "No space left" in result.stdout and result.stdout.startswith("FAILED")
     assert calls["n"] == 2
     assert [p for p in out.rglob("*") if p.is_file()] == []  # no partial file, no stage left
+    [record] = [json.loads(line) for line in default_log(tmp_path).read_text().splitlines()]
+    assert record["event"] == "failed" and "No space left" in record["error"]
+    assert record["result"]["action"] == "resample"  # the decision taken before the failure, for the auditor
 
 
 def test_outputs_are_on_disk_and_recorded_before_they_are_moved_into_place(tmp_path: Path,
@@ -250,14 +259,21 @@ def test_rescreen_guard_deletes_a_leaking_output(tmp_path: Path, monkeypatch: py
     assert [p for p in out.rglob("*") if p.is_file()] == []
 
 
-def test_existing_outputs_need_overwrite(tmp_path: Path) -> None:
+def test_rerun_skips_completed_and_foreign_outputs_fail(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run(str(PAN03), "-o", str(out)).exit_code == 3
-    first = tree(out)
+    log = default_log(tmp_path)
+    assert run(str(PAN03), "-o", str(out)).exit_code == 0
+    first, records = tree(out), log.read_text()
     again = run(str(PAN03), "-o", str(out))
-    assert again.exit_code == 4 and "--overwrite" in again.stdout
+    assert again.exit_code == 0 and again.stdout.startswith("SKIPPED")
+    assert tree(out) == first and log.read_text() == records  # no new decision
+    # The same outputs under another log are not this log's: the product fails, nothing is replaced.
+    other = run(str(PAN03), "-o", str(out), "--log", str(tmp_path / "other.jsonl"))
+    assert other.exit_code == 1 and "--force" in other.stdout and other.stdout.startswith("FAILED")
     assert tree(out) == first
-    assert run(str(PAN03), "-o", str(out), "--overwrite").exit_code == 3
+    forced = run(str(PAN03), "-o", str(out), "--force")
+    assert forced.exit_code == 0 and forced.stdout.startswith("DEGRADED")
+    assert len(log.read_text().splitlines()) == len(records.splitlines()) + 2  # decision and released
 
 
 def test_package_in_package_out(tmp_path: Path) -> None:
@@ -287,7 +303,7 @@ def test_package_in_package_out(tmp_path: Path) -> None:
 def test_cog_output(tmp_path: Path) -> None:
     out = tmp_path / "out"
     before = tree(SAMPLE_DATA)
-    assert run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out), "--format", "cog").exit_code == 3
+    assert run(str(SAMPLE_DATA / "gf3_sl_l2"), "-o", str(out), "--format", "cog").exit_code == 0
     with rasterio.open(next(out.glob("*.tiff"))) as d:
         assert d.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert d.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "2"  # integer amplitude

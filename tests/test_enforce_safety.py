@@ -22,6 +22,7 @@ from rspolicy.enforce import EnforceOptions, enforce
 from rspolicy.errors import AuditLogError
 from rspolicy.model import Action
 from rspolicy.policy import load_policy
+from rspolicy.results import Result
 from rspolicy.samples.gf_optical import write_image
 
 from .conftest import SAMPLE_DATA
@@ -56,10 +57,11 @@ def test_link_at_an_output_name_is_replaced_not_followed(tmp_path: Path) -> None
     for f in PAN03.iterdir():
         (out / f.name).symlink_to(outside / f.name)  # dangling: "exists" only as a link
     result = run("enforce", str(PAN03), "-o", str(out), "--log", str(tmp_path / "log.jsonl"))
-    assert result.exit_code == 4 and "output exists" in result.stdout  # lstat sees the links
+    # lstat sees the links: an output that is there and not this log's fails the product (not a policy block)
+    assert result.exit_code == 1 and "output exists" in result.stdout and result.stdout.startswith("FAILED")
     assert list(outside.iterdir()) == []
-    result = run("enforce", str(PAN03), "-o", str(out), "--overwrite", "--log", str(tmp_path / "log.jsonl"))
-    assert result.exit_code == 3
+    result = run("enforce", str(PAN03), "-o", str(out), "--force", "--log", str(tmp_path / "log.jsonl"))
+    assert result.exit_code == 0
     assert list(outside.iterdir()) == []
     assert all(not p.is_symlink() and p.is_file() for p in out.iterdir())
 
@@ -71,8 +73,8 @@ def test_link_at_a_mirrored_subfolder_is_refused(tmp_path: Path) -> None:
     out.mkdir()
     (out / "scene").symlink_to(outside, target_is_directory=True)
     outcomes = enforce([src], EnforceOptions(out, load_policy()))
-    assert [o.decision.action for o in outcomes] == [Action.BLOCK]
-    reason = outcomes[0].decision.reasons[-1]
+    assert [o.result for o in outcomes] == [Result.FAILED] and not outcomes[0].outputs
+    reason = outcomes[0].reason
     assert "symbolic link" in reason and str(out / "scene") in reason
     assert list(outside.iterdir()) == []
 
@@ -82,7 +84,7 @@ def test_link_at_the_package_name_is_not_followed(tmp_path: Path) -> None:
     outside.mkdir()
     out.mkdir()
     (out / PACKAGE.name).symlink_to(outside / "stolen.tar.gz")
-    outcomes = enforce([PACKAGE], EnforceOptions(out, load_policy(), overwrite=True))
+    outcomes = enforce([PACKAGE], EnforceOptions(out, load_policy(), force=True))
     assert any(o.outputs for o in outcomes)
     assert list(outside.iterdir()) == []
     assert (out / PACKAGE.name).is_file() and not (out / PACKAGE.name).is_symlink()
@@ -173,7 +175,7 @@ def test_degraded_slc_without_sidecar_keeps_its_decided_class(tmp_path: Path) ->
     log = tmp_path / "log.jsonl"
     result = run("enforce", "--json", str(src / "slc.tif"), "-o", str(tmp_path / "out"), "--log", str(log))
     [line] = [json.loads(x) for x in result.stdout.splitlines()]
-    assert result.exit_code == 3 and line["action"] == "resample" and line["product_class"] == "sar"
+    assert result.exit_code == 0 and line["action"] == "resample" and line["product_class"] == "sar"
     assert line["output_gsd_m"] == pytest.approx(1.0)
     assert (tmp_path / "out" / "slc.tif").is_file()
 
@@ -247,9 +249,11 @@ def test_link_at_the_folder_of_a_mirrored_package_blocks_it(tmp_path: Path) -> N
     outside.mkdir()
     out.mkdir()
     (out / "batch").symlink_to(outside, target_is_directory=True)
-    outcomes = enforce([src], EnforceOptions(out, load_policy(), overwrite=True))
-    assert outcomes and all(o.decision.action is Action.BLOCK and not o.outputs for o in outcomes)
-    assert all("symbolic link" in o.decision.reasons[-1] for o in outcomes)
+    outcomes = enforce([src], EnforceOptions(out, load_policy(), force=True))
+    # The output side refuses (a planted link): the products failed, they were not judged by the policy.
+    assert outcomes and all(o.result in (Result.FAILED, Result.BLOCKED) and not o.outputs for o in outcomes)
+    assert any(o.result is Result.FAILED for o in outcomes)
+    assert all("symbolic link" in o.reason for o in outcomes if o.result is Result.FAILED)
     assert list(outside.iterdir()) == []
 
 

@@ -118,8 +118,9 @@ def test_an_existing_output_package_is_not_replaced(tmp_path: Path) -> None:
     (out / package.name).write_bytes(b"an earlier delivery")
     result = _invoke("enforce", "--json", str(package), "-o", str(out), "--log", str(tmp_path / "log.jsonl"))
     [decision] = _decisions(result)
-    assert result.exit_code == 4 and decision["action"] == "block"
-    assert "output package exists" in decision["reasons"][-1]
+    # An output already there is not a policy matter: the product failed (exit 1), nothing was replaced.
+    assert result.exit_code == 1 and decision["outcome"] == "failed"
+    assert "output package exists" in decision["reason"]
     assert (out / package.name).read_bytes() == b"an earlier delivery" and len(_files(out)) == 1
 
 
@@ -133,7 +134,7 @@ def test_a_package_with_no_image_is_blocked_and_writes_nothing(tmp_path: Path) -
     assert _files(out) == []
 
 
-def test_a_package_that_cannot_be_written_blocks_its_products(tmp_path: Path,
+def test_a_package_that_cannot_be_written_fails_its_products(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     def full_disk(*_args: object, **_kwargs: object) -> None:
         raise OutputError(f"{tmp_path}: {errno.errorcode[errno.ENOSPC]}: No space left on device")
@@ -144,10 +145,12 @@ def test_a_package_that_cannot_be_written_blocks_its_products(tmp_path: Path,
     log = tmp_path / "log.jsonl"
     result = _invoke("enforce", "--json", str(package), "-o", str(out), "--log", str(log))
     [decision] = _decisions(result)
-    assert result.exit_code == 4 and decision["action"] == "block"
-    assert "cannot write the output package" in decision["reasons"][-1] and "No space left" in decision["reasons"][-1]
+    assert result.exit_code == 1 and decision["outcome"] == "failed"
+    assert "cannot write the output package" in decision["reason"] and "No space left" in decision["reason"]
     assert _files(out) == []
     assert _invoke("log", "verify", str(log)).exit_code == 0
+    [record] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["event"] == "failed" and "No space left" in record["error"]  # a failure, not a block
 
 
 def _gf3_package(tmp_path: Path) -> tuple[Path, str, str]:

@@ -26,7 +26,7 @@ from rasterio.rpc import RPC
 
 from rspolicy import degrade
 from rspolicy.degrade import MAX_TAG_VALUE_BYTES, DegradePlan, allowed_tags, degrade_raster, rebuild_raster
-from rspolicy.errors import OutputError
+from rspolicy.errors import OutputError, ProductReadError
 from rspolicy.resample import area_average
 from rspolicy.samples.gf_optical import linear_rpc
 
@@ -325,7 +325,7 @@ DAMAGED = [
 def test_damaged_source_is_refused_and_leaves_nothing(tmp_path: Path, make: Any, writer: str) -> None:
     bad = make(tmp_path)
     dst = tmp_path / "out.tif"
-    with pytest.raises(OutputError) as caught:
+    with pytest.raises(ProductReadError) as caught:
         if writer == "rebuild":
             rebuild_raster(bad, dst, tags={}, threads=2)
         else:
@@ -346,7 +346,7 @@ def test_gdal_read_errors_are_fatal_on_their_own(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(degrade, "_check_blocks", lambda path: None)
     monkeypatch.setenv("GTIFF_IGNORE_READ_ERRORS", "YES")
     bad = make(tmp_path)
-    with pytest.raises(OutputError, match="the pixels cannot be read"):
+    with pytest.raises(ProductReadError, match="the pixels cannot be read"):
         rebuild_raster(bad, tmp_path / "out.tif", tags={}, threads=2)
     assert not (tmp_path / "out.tif").exists()
 
@@ -354,7 +354,7 @@ def test_gdal_read_errors_are_fatal_on_their_own(tmp_path: Path, monkeypatch: py
 def test_tifffile_complaints_are_not_printed(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"II*\x00" + (10_000).to_bytes(4, "little") + b"\x00" * 16)
-    with pytest.raises(OutputError, match="strip/tile tables"):
+    with pytest.raises(ProductReadError, match="strip/tile tables"):
         rebuild_raster(bad, tmp_path / "out.tif", tags={})
     assert capfd.readouterr().err == ""
 

@@ -1,19 +1,46 @@
-"""``rspolicy enforce``: release, degrade or refuse each product, writing only what may leave."""
+"""``rspolicy enforce``: the batch step. Release, degrade or refuse each product, writing only what may leave."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
 
-from rspolicy.cli.options import json_option, log_options, open_log, paths_argument, policy_option
-from rspolicy.enforce import EnforceOptions, Outcome, enforce, other_runs
-from rspolicy.errors import RSPolicyError
-from rspolicy.model import exit_status
+from rspolicy.cli.options import json_option, log_options, open_log, policy_option
+from rspolicy.enforce import (
+    EnforceOptions,
+    Outcome,
+    OutputFolder,
+    WorkItem,
+    enforce,
+    item_bytes,
+    other_runs,
+    work_items,
+)
+from rspolicy.errors import OutputError, RSPolicyError
 from rspolicy.policy import Policy
-from rspolicy.records import Requester, decision_record, display_text, reconcile_releases, released_record
+from rspolicy.readers.discover import FoundPackage, FoundProduct
+from rspolicy.records import (
+    BatchHistory,
+    Requester,
+    completed_products,
+    decision_record,
+    display_text,
+    failure_record,
+    reconcile_releases,
+    released_record,
+)
+from rspolicy.results import EXIT_USAGE, BatchSummary, Result, batch_exit_status
 
 
 class ToolFailure(click.ClickException):
@@ -24,71 +51,222 @@ class ToolFailure(click.ClickException):
         click.echo(f"rspolicy: error: {display_text(self.format_message())}", err=True)
 
 
-def _line(outcome: Outcome) -> str:
-    d = outcome.decision
-    target = f" to {d.target_gsd_m:g} m" if d.target_gsd_m else ""
-    written = f" -> {len(outcome.outputs)} file(s)" if outcome.outputs else ""
-    why = d.reasons[-1] if d.reasons else ""
-    return display_text(f"{d.action.value.upper():<9}{d.path}{target}{written}  ({why})")
+class BatchUsageError(click.UsageError):
+    """A batch that names nothing to do: one line, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        """Print ``rspolicy: error: MESSAGE``."""
+        click.echo(f"rspolicy: error: {display_text(self.format_message())}", err=True)
+
+
+def _creation_option(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for value in values:
+        key, sep, setting = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", ctx=ctx, param=param)
+        if key.strip().lower() == "driver":
+            raise click.BadParameter("the driver is not a creation option (degraded images are GeoTIFF or COG)",
+                                     ctx=ctx, param=param)
+        options[key.strip().upper()] = setting.strip()
+    return options
+
+
+def _named_paths(paths: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    """The paths named on the command line, with ``-`` replaced by the lines of standard input.
+
+    Returns the paths and the ones typed on the command line (which must exist).
+    """
+    named: list[str] = []
+    typed: set[str] = set()
+    for raw in paths:
+        if raw == "-":
+            data = sys.stdin.buffer.read()
+            named.extend(os.fsdecode(line) for line in data.split(b"\n") if line.strip())
+        else:
+            named.append(raw)
+            typed.add(raw)
+    return named, typed
+
+
+def _check_found(named: list[str], typed: set[str], items: list[WorkItem]) -> None:
+    for raw in typed:
+        if not os.path.lexists(raw):
+            raise BatchUsageError(f"{raw}: no such file or directory")
+    if not items:
+        raise BatchUsageError(f"no products found under {' '.join(named) or '-'}")
+    owned = [Path(os.path.abspath(i.files.main if isinstance(i, FoundProduct) else i.path))
+             for i in items if isinstance(i, FoundProduct | FoundPackage)]
+    for raw in typed:
+        folder = Path(os.path.abspath(raw))
+        if folder.is_dir() and not any(p.is_relative_to(folder) for p in owned):
+            raise BatchUsageError(f"no products found under {raw}")
+
+
+class _Stop:
+    """SIGINT/SIGTERM: the first stops starting new products (those in flight finish); the second ends at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.event.set()
+
+    @contextmanager
+    def installed(self) -> Iterator[_Stop]:
+        """Handle both signals inside the block (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+
+class _Out:
+    """Standard output that goes quiet when its reader goes away (``| head``): the batch carries on."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def echo(self, line: str) -> None:
+        if self.closed:
+            return
+        try:
+            click.echo(line)
+        except BrokenPipeError:
+            self.closed = True
+            # Later flushes at exit must not complain either.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+
+
+def _row(outcome: Outcome, width: int) -> str:
+    from rspolicy.cli.progress import format_row  # noqa: PLC0415 - rich only when a batch runs
+
+    return display_text(format_row(outcome.to_result(), width))
 
 
 @click.command("enforce")
-@paths_argument
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for released and degraded products.")
+              help="Directory for released and degraded products (outputs mirror the input tree).")
 @policy_option
 @click.option("--format", "output_format", type=click.Choice(["gtiff", "cog"]), default="gtiff", show_default=True,
               help="Format of degraded images.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Worker threads (default: all cores).")
+@click.option("--co", "creation_options", multiple=True, metavar="KEY=VALUE", callback=_creation_option,
+              help="GDAL creation option for degraded images, e.g. COMPRESS=DEFLATE, ZLEVEL=1 (repeatable; "
+                   "default: the source's compression).")
+@click.option("--force", is_flag=True, help="Redo products an earlier run completed; replace existing outputs.")
+@click.option("--overwrite", "force_alias", is_flag=True, hidden=True)
+@click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=None,
+              help="Products processed at once, each in a worker process (default: all cores).")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="Threads inside one product (default: cores / jobs).")
+@click.option("--scheduler", default=None, metavar="local|ADDRESS",
+              help="Run on dask.distributed: a LocalCluster, or an existing scheduler (tcp://host:8786).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a report of the batch (FILE.json or FILE.csv).")
+@click.option("-q", "--quiet", is_flag=True, help="No per-product lines, no progress, no summary.")
 @json_option
 @click.option("--log", "log_path", default=None, metavar="FILE",
               help="Audit log (default: $RSPOLICY_LOG, the config file, or ~/.local/state/rspolicy/decisions.jsonl).")
 @log_options
 @click.pass_context
 def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, policy: Policy, output_format: str,
-                    overwrite: bool, threads: int | None, as_json: bool, log_path: str | None,
-                    recipient: str | None, purpose: str | None, operator: str | None) -> None:
-    """Release, degrade or refuse each product according to its decision.
+                    creation_options: dict[str, str], force: bool, force_alias: bool, jobs: int | None,
+                    threads: int | None, scheduler: str | None, report_path: Path | None, quiet: bool,
+                    as_json: bool, log_path: str | None, recipient: str | None, purpose: str | None,
+                    operator: str | None) -> None:
+    """Release, degrade or refuse every product under PATH... (files, folders, packages; - reads paths from stdin).
 
-    Allowed products are copied unchanged with their sidecars; products to
-    resample are written degraded to the policy's target with rewritten
-    sidecars; blocked products write nothing. Packages in, packages out.
-    Exit status: 0 all released as they are, 3 some degraded, 4 some
-    blocked, 2 usage error, 1 the audit log or an output could not be
-    written. A product's record is written before its files are moved into
-    place: when it cannot be written, nothing of that product is placed.
-    Every decision is appended to the audit log; a release a killed run
-    recorded but did not complete is reconciled in the log first.
+    Each product is decided once however many of its files are named, and
+    ends in one outcome: released, degraded, blocked (the policy said so),
+    failed (rspolicy could not complete: I/O, permissions, disk full) or
+    skipped (an earlier run with this log completed it: same inputs, same
+    policy, outputs intact; --force redoes it). Outputs mirror the input
+    tree. A product's record is written before its files are moved into
+    place; a failure is logged as a failure, never as a block.
+
+    Exit status: 0 every product released, degraded or skipped; 4 some
+    blocked; 1 some failed (or the log could not be written); 2 usage
+    error (no products found); 130/143 stopped by SIGINT/SIGTERM.
     """
+    from rspolicy.audit import iter_records  # noqa: PLC0415
+    from rspolicy.cli.progress import BatchProgress, progress_mode, summary_lines  # noqa: PLC0415
+
+    named, typed = _named_paths(paths)
+    items = work_items(named)
+    _check_found(named, typed, items)
+    cores = os.cpu_count() or 1
+    jobs = jobs or cores
     opts = EnforceOptions(outdir=outdir, policy=policy, output_format="cog" if output_format == "cog" else "gtiff",
-                          overwrite=overwrite, threads=threads)
+                          force=force or force_alias, threads=threads or max(1, cores // jobs), jobs=jobs,
+                          creation_options=creation_options, resume_scope=(recipient or "", purpose or ""))
+    if report_path is not None and report_path.suffix.lower() not in (".json", ".csv"):
+        raise BatchUsageError(f"--report {report_path}: the report is FILE.json or FILE.csv")
+    try:
+        OutputFolder(outdir).close()  # an unusable output folder is one line before anything starts
+    except OutputError as exc:
+        raise ToolFailure(display_text(str(exc))) from None
     try:
         log = open_log(log_path, required=True)
     except OSError as exc:  # AuditLogError included
         raise ToolFailure(display_text(f"cannot open the audit log: {exc}")) from None
     assert log is not None
     requester = Requester.current(operator=operator, recipient=recipient, purpose=purpose)
+    out = _Out()
+    width = 10_000 if not sys.stdout.isatty() else os.get_terminal_size(sys.stdout.fileno()).columns
 
-    def report(outcome: Outcome) -> None:
+    def record(outcome: Outcome) -> None:
+        inputs = [i.to_dict() for i in outcome.inputs]
+        if outcome.result is Result.FAILED:
+            log.append(failure_record(outcome.display, outcome.reason, requester, decision=outcome.decision,
+                                      inputs=inputs, batch=outcome.batch))
+            return
+        assert outcome.decision is not None
         log.append(decision_record(outcome.decision, requester, command="enforce",
-                                   outputs=[o.__dict__ for o in outcome.outputs],
-                                   output_gsd_m=outcome.output_gsd_m, notes=outcome.notes,
-                                   inputs=[i.__dict__ for i in outcome.inputs]))
-        if as_json:
-            click.echo(json.dumps({**outcome.decision.to_dict(), "outputs": [o.path for o in outcome.outputs],
-                                   "output_gsd_m": outcome.output_gsd_m, "notes": list(outcome.notes)},
-                                  ensure_ascii=True, separators=(",", ":")))
-        else:
-            click.echo(_line(outcome))
-            for note in outcome.notes:
-                click.echo(display_text(f"note {outcome.decision.path}: {note}"), err=True)
+                                   outputs=[o.to_dict() for o in outcome.outputs],
+                                   output_gsd_m=outcome.output_gsd_m, notes=outcome.notes, inputs=inputs,
+                                   batch=outcome.batch))
 
     def released(outcome: Outcome) -> None:
+        assert outcome.decision is not None
         log.append(released_record(outcome.decision.decision_id, outcome.decision.path, requester))
 
+    total_bytes = sum(item_bytes(i) for i in items)
+    started = time.monotonic()
+    stop = _Stop()
+    outcomes: list[Outcome] = []
+    mode = progress_mode(quiet, sys.stderr)
     try:
-        with log:
+        with log, stop.installed(), BatchProgress(len(items), total_bytes, mode) as bar:
+            def show(outcome: Outcome) -> None:
+                outcomes.append(outcome)
+                bar.advance(outcome.to_result())
+                if as_json:
+                    entry = {**(outcome.decision.to_dict() if outcome.decision is not None else {}),
+                             **outcome.to_result().to_dict()}
+                    out.echo(json.dumps(entry, ensure_ascii=True, separators=(",", ":")))
+                elif not quiet:
+                    line = _row(outcome, width)
+                    if mode == "bar":
+                        bar.echo(line)
+                    else:
+                        out.echo(line)
+                    for note in outcome.notes:
+                        if not quiet:
+                            click.echo(display_text(f"note {outcome.display}: {note}"), err=True)
+
             # A run killed between a record and its renames left records whose files are absent:
             # say so in the log before this run adds its own.
             busy = other_runs(outdir)
@@ -99,8 +277,35 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
                 if rec.get("event") == "reconcile":
                     click.echo(display_text(f"reconciled: decision {rec['decision_id']} was recorded but not "
                                             f"released ({', '.join(rec['absent'] + rec['differs'])})"), err=True)
-            outcomes = enforce(paths, opts, record=report, released=released)
+            files = [f for f in log.files() if f.exists()]
+            prior = BatchHistory() if opts.force or not files else completed_products(iter_records(files))
+            if scheduler:
+                from rspolicy.scaleout import dask_client  # noqa: PLC0415
+
+                with dask_client(scheduler, jobs) as client:
+                    enforce(items, opts, record, released=released, progress=show, prior=prior, executor=client,
+                            stop=stop.event)
+            else:
+                enforce(items, opts, record, released=released, progress=show, prior=prior, stop=stop.event)
+    except KeyboardInterrupt:
+        stop.signum = stop.signum or signal.SIGINT
     except (RSPolicyError, OSError) as exc:
         # A tool failure (output folder, audit log): one line, exit 1, never a traceback.
         raise ToolFailure(display_text(str(exc))) from None
-    ctx.exit(exit_status(o.decision.action for o in outcomes))
+    summary = BatchSummary.of((o.to_result() for o in outcomes), time.monotonic() - started)
+    if report_path is not None:
+        from rspolicy.report import write_report  # noqa: PLC0415
+
+        try:
+            write_report(report_path, summary, [o.to_result() for o in outcomes],
+                         policy=policy.ref.to_dict())
+        except (RSPolicyError, OSError) as exc:
+            raise ToolFailure(display_text(f"cannot write the report: {exc}")) from None
+    if not quiet and not as_json:
+        for line in summary_lines(summary):
+            click.echo(line, err=True)
+    if stop.signum is not None:
+        click.echo(f"rspolicy: stopped by {signal.Signals(stop.signum).name}: {len(outcomes)} of {len(items)} "
+                   "product(s) done; rerun the same command to finish", err=True)
+        ctx.exit(128 + stop.signum)
+    ctx.exit(batch_exit_status(o.result for o in outcomes))

@@ -1,9 +1,13 @@
 """``rspolicy log``: verify, read, export and anchor the decision audit log.
 
-A thin layer over :mod:`rspolicy.audit`. LOG defaults to the log found by
-:func:`rspolicy.audit.resolve_log_path` (``$RSPOLICY_LOG``, then the config
-file); a LOG that is the log's own path stands for all its rotated files too.
-The key of a keyed log is read from ``$RSPOLICY_LOG_KEY``.
+A thin layer over :mod:`rspolicy.audit`. LOG defaults to the log ``enforce``
+writes, found by :func:`rspolicy.audit.resolve_log_path` in the same order
+(``$RSPOLICY_LOG``, the config file's ``log``, then the default
+``$XDG_STATE_HOME/rspolicy/decisions.jsonl``, i.e.
+``~/.local/state/rspolicy/decisions.jsonl``); a LOG that is the log's own path
+stands for all its rotated files too. The key of a keyed log is read from
+``$RSPOLICY_LOG_KEY``. A log that does not exist, a key or a config file that
+cannot be used is one line on standard error, exit status 2.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Literal
 import click
 
 from rspolicy import audit, records
+from rspolicy.cli.options import OneLineUsageError, cli_config
 from rspolicy.errors import AuditLogError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -50,26 +55,30 @@ def _key() -> bytes | None:
     try:
         return audit.key_from_env()
     except AuditLogError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise OneLineUsageError(str(exc)) from None
 
 
 def _default_log(log_path: str | None) -> Path:
+    """LOG, or the log ``enforce`` writes when LOG is not given (the same resolution)."""
     try:
-        path = audit.resolve_log_path(log_path)
+        return audit.resolve_log_path(log_path, config=cli_config(), default=True)
     except AuditLogError as exc:
-        raise click.UsageError(str(exc)) from None
-    if path is None:
-        raise click.UsageError('no audit log: give LOG, set RSPOLICY_LOG, or put log = "PATH" in '
-                               "~/.config/rspolicy/config.toml")
+        raise OneLineUsageError(str(exc)) from None
+
+
+def _existing_log(log_path: str | None) -> Path:
+    """:func:`_default_log`, which must exist: one line naming the path otherwise."""
+    path = _default_log(log_path)
+    if not path.exists():
+        if log_path:
+            raise OneLineUsageError(f"{path}: no such log")
+        raise OneLineUsageError(f"{path}: no such log (LOG not given: this is where `rspolicy enforce` logs)")
     return path
 
 
 def _files(log_paths: Iterable[str | None]) -> list[Path]:
     """The files LOG arguments stand for, in chain order; usage error when there are none."""
-    paths = [_default_log(p) for p in log_paths] or [_default_log(None)]
-    for path in paths:
-        if not path.exists():
-            raise click.UsageError(f"{path}: no such log")
+    paths = [_existing_log(p) for p in log_paths] or [_existing_log(None)]
     return audit.expand_log_paths(paths)
 
 
@@ -83,7 +92,8 @@ def _fmt(value: Any) -> str:
 
 def _row(rec: Mapping[str, Any]) -> tuple[str, ...]:
     flat = audit.flatten(rec)
-    action = flat["action"] or (f"({rec['event']})" if "event" in rec else None)
+    # An event is not a decision, even when it carries one (a "failed" record does).
+    action = f"({rec['event']})" if "event" in rec else flat["action"]
     target = f" -> {_fmt(flat['target_gsd_m'])} m" if flat["target_gsd_m"] is not None else ""
     gsd = f"{_fmt(flat['gsd_m'])} m" if flat["gsd_m"] is not None else "-"
     return (_fmt(flat["seq"]), _fmt(flat["timestamp"])[:19].replace("T", " "), _fmt(action).upper() + target,
@@ -188,9 +198,9 @@ def head_cmd(log_path: str | None) -> None:
     Note the hash somewhere else: `log verify --anchor HASH` then detects
     records cut off the end, which the chain alone cannot.
     """
-    path = _default_log(log_path)
+    path = _existing_log(log_path)
     if path.is_dir():
-        raise click.UsageError(f"{path}: give the log file, not a folder")
+        raise OneLineUsageError(f"{path}: give the log file, not a folder")
     try:
         head = audit.AuditLog(path, key=_key()).head()
     except AuditLogError as exc:
@@ -202,11 +212,13 @@ def head_cmd(log_path: str | None) -> None:
 @log_argument
 def repair_cmd(log_path: str | None) -> None:
     """Move a torn last line (an interrupted write) into LOG.torn and record that in the chain."""
-    path = _default_log(log_path)
+    path = _existing_log(log_path)
     if not path.is_file():
-        raise click.UsageError(f"{path}: no such log file")
+        raise OneLineUsageError(f"{path}: give the log file, not a folder")
+    config = cli_config()
     try:
-        result = audit.AuditLog(path, key=_key()).repair()
+        result = audit.AuditLog(path, key=_key(), rotate_bytes=config.rotate_bytes,
+                                rotate_daily=config.rotate_daily).repair()
     except AuditLogError as exc:
         raise click.ClickException(str(exc)) from None
     if result is None:

@@ -3,30 +3,82 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import click
 
 from rspolicy.audit import AuditLog, key_from_env, resolve_log_path
+from rspolicy.config import Config, ConfigError, default_log_path, load_config
 from rspolicy.errors import PolicyError
 from rspolicy.policy import Policy, load_policy
 
+__all__ = [
+    "OneLineUsageError",
+    "PolicyUsageError",
+    "cli_config",
+    "default_log_path",
+    "echo_json",
+    "json_option",
+    "log_options",
+    "open_log",
+    "paths_argument",
+    "policy_option",
+]
 
-class PolicyUsageError(click.UsageError):
-    """A policy that cannot be used: exit 2 with one line naming the file and the problem.
+_CONFIG_KEY = "rspolicy.config"
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error that is one line on standard error, exit status 2.
 
     Click's usual usage error prints the usage and a hint around the message;
-    a policy file's problem is one fact, and scripts grep for one line.
+    a problem with a file (a policy, the config file, a log) is one fact, and
+    scripts grep for one line.
     """
 
+    prefix = ""
+
     def show(self, file: Any = None) -> None:
-        """Print ``rspolicy: error: --policy: MESSAGE`` on stderr."""
-        click.echo(f"rspolicy: error: --policy: {self.format_message()}", err=True, file=file)
+        """Print ``rspolicy: error: [PREFIX]MESSAGE`` on stderr."""
+        message = self.format_message().replace("\r", "\\r").replace("\n", "\\n")
+        click.echo(f"rspolicy: error: {self.prefix}{message}", err=True, file=file)
+
+
+class PolicyUsageError(OneLineUsageError):
+    """A policy that cannot be used: ``rspolicy: error: --policy: FILE: problem``, exit 2."""
+
+    prefix = "--policy: "
+
+
+def cli_config(ctx: click.Context | None = None) -> Config:
+    """The config file's settings, read once per command line.
+
+    Raises
+    ------
+    OneLineUsageError
+        When the config file cannot be used: one line naming the file and the
+        key, exit status 2.
+    """
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is not None and _CONFIG_KEY in ctx.meta:
+        cached: Config = ctx.meta[_CONFIG_KEY]
+        return cached
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise OneLineUsageError(str(exc), ctx=ctx) from None
+    if ctx is not None:
+        ctx.meta[_CONFIG_KEY] = config
+    return config
 
 
 def _load_policy(ctx: click.Context, param: click.Parameter, value: str | None) -> Policy:
+    config = cli_config(ctx)
+    if value is None and config.policy is not None:
+        try:
+            return load_policy(config.policy)
+        except PolicyError as exc:
+            raise OneLineUsageError(f"{config.source}: policy: {' '.join(str(exc).split())}", ctx=ctx) from None
     try:
         return load_policy(value)
     except PolicyError as exc:
@@ -34,9 +86,14 @@ def _load_policy(ctx: click.Context, param: click.Parameter, value: str | None) 
         raise PolicyUsageError(" ".join(str(exc).split()), ctx=ctx) from None
 
 
+def _operator(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    config = cli_config(ctx)
+    return value if value is not None else config.operator
+
+
 policy_option = click.option(
     "--policy", "policy", metavar="NAME|FILE", default=None, callback=_load_policy,
-    help="Policy name from rules/ or a policy file (default: cnsa-2022).")
+    help="Policy name from rules/ or a policy file (default: the config file's policy, else cnsa-2022).")
 
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per product, one per line.")
 
@@ -50,27 +107,23 @@ def echo_json(obj: Any) -> None:
 
 def log_options(f: Any) -> Any:
     """``--recipient``, ``--purpose`` and ``--operator``: who a decision is for and by."""
-    f = click.option("--operator", default=None, help="Who takes the decision (default: the OS user).")(f)
+    f = click.option("--operator", default=None, callback=_operator,
+                     help="Who takes the decision (default: the config file's operator, else the OS user).")(f)
     f = click.option("--purpose", default=None, help="Why the data is shared (recorded in the audit log).")(f)
     return click.option("--recipient", default=None, help="Who the data is for (recorded in the audit log).")(f)
-
-
-def default_log_path() -> Path:
-    """Where ``enforce`` logs when no log is configured: the user's state directory."""
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(state) / "rspolicy" / "decisions.jsonl"
 
 
 def open_log(explicit: str | None, *, required: bool) -> AuditLog | None:
     """The audit log named by ``--log``, ``$RSPOLICY_LOG`` or the config file.
 
     With ``required`` (enforce) a log is always opened, at
-    :func:`default_log_path` when none is configured.
+    :func:`default_log_path` when none is configured
+    (:func:`rspolicy.audit.resolve_log_path` decides). The config file's
+    rotation settings apply.
     """
-    path = resolve_log_path(explicit)
-    if path is None and required:
-        path = default_log_path()
+    config = cli_config()
+    path = resolve_log_path(explicit, config=config, default=required)
     if path is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    return AuditLog(path, key=key_from_env())
+    return AuditLog(path, key=key_from_env(), rotate_bytes=config.rotate_bytes, rotate_daily=config.rotate_daily)

@@ -446,8 +446,8 @@ class FoundProduct:
     label
         How a file of it is named for humans (escaped display path).
     base
-        The folder the user named (or the named file's folder): outputs are
-        placed at the same path relative to it.
+        The absolute folder outputs mirror (:func:`mirror_root` of every
+        named path): outputs are placed at the same path relative to it.
     """
 
     files: ProductFiles
@@ -464,6 +464,34 @@ class FoundPackage:
     dest: PurePath
 
 
+def mirror_root(paths: Sequence[str | os.PathLike[str]]) -> Path:
+    """The folder outputs are mirrored from: the deepest folder holding every named path.
+
+    A named folder counts as itself, a named file as its folder. Outputs keep their path
+    relative to this folder, so two files of the same name in different
+    folders never collide, and one named folder maps straight onto OUTDIR.
+
+    >>> str(mirror_root(["/data/a/x.tif", "/data/b/x.tif"]))
+    '/data'
+    """
+    folders = []
+    for raw in paths:
+        path = Path(os.path.abspath(raw))
+        folders.append(path if path.is_dir() else path.parent)
+    return Path(os.path.commonpath(folders)) if folders else Path.cwd()
+
+
+@dataclass(frozen=True)
+class _SiblingLabel:
+    """How the files of a product found through one named file are shown: relative to how it was named."""
+
+    named: Path
+    display: str
+
+    def __call__(self, p: Path) -> str:
+        return self.display if p == self.named else display_name(self.named.parent / p.name)
+
+
 def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundProduct | FoundPackage | ProductEvidence
                                                                   | Skipped]:
     """What the named paths hold, before anything is read: the one discovery ``screen`` and ``enforce`` share.
@@ -471,7 +499,10 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundProduct |
     A path that does not exist or is a special file (FIFO, device, socket)
     comes out as an unreadable product (blocked when decided), never opened.
     Directories are walked (bounded, special files passed over with a
-    reason); a file names the product it belongs to.
+    reason); a file names the product it belongs to. Each product comes out
+    once, however many of its files (or folders holding it) are named: an
+    image, its sidecar and its RPC file name one product. Outputs mirror the
+    named paths below their :func:`mirror_root`.
 
     Yields
     ------
@@ -479,27 +510,54 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundProduct |
         In the order the paths were given; within a directory, products,
         then passed-over files, then packages, each sorted by name.
     """
-    for raw in paths:
+    named = list(paths)
+    root = mirror_root([p for p in named if os.path.lexists(p)])
+    seen: set[tuple[int, int] | str] = set()
+
+    def first_time(path: Path) -> bool:
+        try:
+            st = os.stat(path)
+            key: tuple[int, int] | str = (st.st_dev, st.st_ino)
+        except OSError:
+            key = os.path.abspath(path)
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    for raw in named:
         path = Path(raw)
         display = display_name(raw)
         if not os.path.lexists(path):
-            yield unreadable(display, "no such file or directory")
+            if first_time(path):
+                yield unreadable(display, "no such file or directory")
         elif path.is_dir():
             files, passed_over = walk_with_skips(path)
             packages = [f for f in files if is_package(f)]
             products, skipped = group_files([f for f in files if not is_package(f)], display_name)
             for product in products:
-                yield FoundProduct(product, display_name, path)
+                if first_time(product.main):
+                    yield FoundProduct(product, display_name, root)
             yield from skipped
             yield from passed_over
             for package in packages:
-                yield FoundPackage(package, display_name(package), PurePath(package.relative_to(path)))
+                if first_time(package):
+                    yield FoundPackage(package, display_name(package), _dest(root, package))
         elif (kind := special_file_kind(path)) is not None:
-            yield unreadable(display, f"{kind}: never opened")
+            if first_time(path):
+                yield unreadable(display, f"{kind}: never opened")
         elif is_package(path):
-            yield FoundPackage(path, display, PurePath(path.name))
+            if first_time(path):
+                yield FoundPackage(path, display, _dest(root, path))
         else:
-            yield from _from_single_file(path, display)
+            for item in _from_single_file(path, display, root):
+                if isinstance(item, FoundProduct) and not first_time(item.files.main):
+                    continue
+                yield item
+
+
+def _dest(root: Path, package: Path) -> PurePath:
+    return PurePath(Path(os.path.abspath(package)).relative_to(root))
 
 
 def iter_products(paths: Iterable[str | os.PathLike[str]]) -> Iterator[ProductEvidence | Skipped]:
@@ -544,18 +602,14 @@ def _from_package(path: Path, display: str) -> Iterator[ProductEvidence | Skippe
         yield unreadable(display, exc.problem, path)
 
 
-def _from_single_file(path: Path, display: str) -> Iterator[FoundProduct | ProductEvidence]:
+def _from_single_file(path: Path, display: str, root: Path) -> Iterator[FoundProduct | ProductEvidence]:
     """The product a single named file belongs to (itself, or the image it describes)."""
     siblings = [f for f in path.parent.iterdir() if special_file_kind(f) is None] if path.parent.is_dir() else [path]
-    base = path.parent
-
-    def label(p: Path) -> str:
-        return display if p == path else display_name(Path(os.fspath(path)).parent / p.relative_to(base))
-
+    label = _SiblingLabel(path, display)
     products, _ = group_files(siblings, label)
     owners = [p for p in products if p.main == path] if _is_image(path) else \
         [p for p in products if path in p.sidecars]
     for owner in owners:
-        yield FoundProduct(owner, label, base)
+        yield FoundProduct(owner, label, root)
     if not owners:
         yield unreadable(display, f"not a product: {_skip_reason(path)}", path)
