@@ -390,7 +390,8 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
         dtype = _output_dtype(src.dtypes[0], plan.sar_mode)
         profile: dict[str, Any] = {"width": out_w, "height": out_h, "count": bands, "dtype": dtype,
                                    "nodata": src.nodata if dtype == src.dtypes[0] else None,
-                                   **_creation_options(src, out_w, out_h, dtype, workers, intermediate, creation_options)}
+                                   **_creation_options(src, out_w, out_h, dtype, workers, intermediate,
+                                                       creation_options)}
         if src.crs is not None and not src.transform.is_identity:
             profile.update(crs=src.crs, transform=scale_transform(src.transform, fr, fc))
         own = _own_or_given_rpcs(src, rpcs)

@@ -22,7 +22,7 @@ from rspolicy.enforce import EnforceOptions, enforce
 from rspolicy.errors import AuditLogError
 from rspolicy.model import Action
 from rspolicy.policy import load_policy
-from rspolicy.results import Result
+from rspolicy.results import Result as Outcome_
 from rspolicy.samples.gf_optical import write_image
 
 from .conftest import SAMPLE_DATA
@@ -73,7 +73,7 @@ def test_link_at_a_mirrored_subfolder_is_refused(tmp_path: Path) -> None:
     out.mkdir()
     (out / "scene").symlink_to(outside, target_is_directory=True)
     outcomes = enforce([src], EnforceOptions(out, load_policy()))
-    assert [o.result for o in outcomes] == [Result.FAILED] and not outcomes[0].outputs
+    assert [o.result for o in outcomes] == [Outcome_.FAILED] and not outcomes[0].outputs
     reason = outcomes[0].reason
     assert "symbolic link" in reason and str(out / "scene") in reason
     assert list(outside.iterdir()) == []
@@ -251,9 +251,9 @@ def test_link_at_the_folder_of_a_mirrored_package_blocks_it(tmp_path: Path) -> N
     (out / "batch").symlink_to(outside, target_is_directory=True)
     outcomes = enforce([src], EnforceOptions(out, load_policy(), force=True))
     # The output side refuses (a planted link): the products failed, they were not judged by the policy.
-    assert outcomes and all(o.result in (Result.FAILED, Result.BLOCKED) and not o.outputs for o in outcomes)
-    assert any(o.result is Result.FAILED for o in outcomes)
-    assert all("symbolic link" in o.reason for o in outcomes if o.result is Result.FAILED)
+    assert outcomes and all(o.result in (Outcome_.FAILED, Outcome_.BLOCKED) and not o.outputs for o in outcomes)
+    assert any(o.result is Outcome_.FAILED for o in outcomes)
+    assert all("symbolic link" in o.reason for o in outcomes if o.result is Outcome_.FAILED)
     assert list(outside.iterdir()) == []
 
 

@@ -26,7 +26,7 @@ from rasterio.rpc import RPC
 
 from rspolicy import degrade
 from rspolicy.degrade import MAX_TAG_VALUE_BYTES, DegradePlan, allowed_tags, degrade_raster, rebuild_raster
-from rspolicy.errors import OutputError, ProductReadError
+from rspolicy.errors import ProductReadError
 from rspolicy.resample import area_average
 from rspolicy.samples.gf_optical import linear_rpc
 

@@ -493,10 +493,10 @@ class BatchProgress:
                 self._update_bar()
                 self._live.stop()
                 self._live = None
-            elif self.mode == "lines":
-                ending = "interrupted after" if exc_type is not None else "finished in"
+            elif self.mode == "lines" and exc_type is None:
+                # After an error the command's one-line message is all that is said (scripts grep for one line).
                 line = (f"progress: {self._products_text()}, {self._bytes_text()}, {_counts_text(self.counts)}, "
-                        f"{ending} {human_duration(self.elapsed)}")
+                        f"finished in {human_duration(self.elapsed)}")
                 self._write(self._stream, line)
 
     def advance(self, result: ProductResult) -> None:
