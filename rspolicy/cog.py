@@ -49,7 +49,7 @@ from rasterio.windows import Window
 from rspolicy import degrade
 from rspolicy.degrade import GDAL_ENV, block_row_windows, read_ahead, whole_periods
 from rspolicy.errors import OutputError, ResampleError
-from rspolicy.readers.gdalopen import READ_ENV
+from rspolicy.readers.gdalopen import READ_ENV, gdal_threads
 from rspolicy.resample import SarMode, area_average
 
 __all__ = ["BLOCKSIZE", "overview_sar_mode", "overview_shapes", "write_cog"]
@@ -176,7 +176,7 @@ def write_cog(src: Path, dst: Path, *, sar_mode: SarMode | None = None, threads:
     OutputError
         When the COG cannot be written; temporary files are removed.
     """
-    workers = max(1, threads or os.cpu_count() or 1)
+    workers = gdal_threads(threads)
     mode = overview_sar_mode(sar_mode)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=dst.parent))

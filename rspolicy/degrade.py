@@ -32,7 +32,6 @@ import contextlib
 import errno
 import logging
 import math
-import os
 import re
 import threading
 import warnings
@@ -56,7 +55,7 @@ from rspolicy.geometry import Spacing, affine_spacing, gcp_spacing, rpc_spacing
 from rspolicy.georef import scale_gcps, scale_rpc, scale_transform
 from rspolicy.model import Decision, Fact, ProductClass
 from rspolicy.policy import Policy
-from rspolicy.readers.gdalopen import input_name, open_input
+from rspolicy.readers.gdalopen import gdal_threads, input_name, open_input
 from rspolicy.resample import SarMode, area_average, as_fraction
 
 #: Largest denominator of a factor: keeps periods short; a factor is rounded
@@ -380,7 +379,7 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
     OutputError
         When the output cannot be written.
     """
-    workers = max(1, threads or os.cpu_count() or 1)
+    workers = gdal_threads(threads)
     fr, fc = plan.row_factor, plan.col_factor
 
     def write(src: Any, meta: Any) -> RasterOutput:
@@ -458,7 +457,7 @@ def rebuild_raster(src: Path, dst: Path, *, tags: Mapping[str, str], threads: in
     OutputError
         When the output cannot be written.
     """
-    workers = max(1, threads or os.cpu_count() or 1)
+    workers = gdal_threads(threads)
 
     def write(source: Any, meta: Any) -> RasterOutput:
         with_mask = _has_dataset_mask(source, src)
@@ -503,7 +502,12 @@ def _with_source(src_path: Path, dst_path: Path, workers: int, write: Callable[[
                 open_input(src_path, OVERVIEW_LEVEL="NONE", NUM_THREADS=str(workers)) as src, \
                 open_input(src_path) as meta:
             _check_dtype(src, src_path)
-            return write(src, meta)
+            with _WRITE_PROBLEMS.watch() as write_problems:
+                result = write(src, meta)
+            if write_problems:
+                # GDAL reports a full disk or a file size limit while writing as a logged error and carries on.
+                raise OutputError(f"{dst_path}: cannot write the output ({write_problems[0]})")
+            return result
     except BaseException as exc:
         if not existed:
             with contextlib.suppress(OSError):
@@ -521,7 +525,7 @@ def _with_source(src_path: Path, dst_path: Path, workers: int, write: Callable[[
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
                           errno.EIO, errno.EEXIST})
 _WRITE_MESSAGES = ("no space left", "disk space", "file too large", "read-only file system", "permission denied",
-                   "quota exceeded")
+                   "quota exceeded", "write error", "failed to write", "short write", "cannot write")
 
 
 def write_side(exc: BaseException) -> bool:
@@ -653,10 +657,42 @@ class _ReadProblems(logging.Handler):
                 self.active.pop(threading.get_ident(), None)
 
 
+class _WriteProblems(logging.Handler):
+    """Collects GDAL's messages that say the output side failed (disk full, file too large) during a write."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.guard = threading.Lock()
+        self.active: dict[int, list[str]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not any(m in message.lower() for m in _WRITE_MESSAGES):
+            return
+        with self.guard:
+            mine = self.active.get(threading.get_ident())
+            # A message from one of GDAL's own threads is charged to every write in progress.
+            for caught in [mine] if mine is not None else list(self.active.values()):
+                caught.append(message.strip().splitlines()[0] if message.strip() else message)
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[list[str]]:
+        caught: list[str] = []
+        with self.guard:
+            self.active[threading.get_ident()] = caught
+        try:
+            yield caught
+        finally:
+            with self.guard:
+                self.active.pop(threading.get_ident(), None)
+
+
 _GDAL_LOGGERS = tuple(logging.getLogger(name) for name in ("rasterio._err", "rasterio._env"))
 _READ_PROBLEMS = _ReadProblems()
+_WRITE_PROBLEMS = _WriteProblems()
 for _logger in _GDAL_LOGGERS:
     _logger.addHandler(_READ_PROBLEMS)
+    _logger.addHandler(_WRITE_PROBLEMS)
 
 
 def _checked(src: Any, read: Callable[[], _T]) -> _T:

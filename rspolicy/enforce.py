@@ -37,15 +37,13 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -65,6 +63,7 @@ from rspolicy.errors import (
     UnsupportedProductError,
 )
 from rspolicy.georef import rpb_text
+from rspolicy.isolation import IsolationError, Limits, isolation_enabled, run_isolated, shutdown
 from rspolicy.model import Action, Decision, Evidence, Fact, ProductClass, ProductEvidence, Strength
 from rspolicy.policy import Policy
 from rspolicy.readers.companions import CompanionKind, companion_kind, parse_pam, parse_rpb, parse_rpc_txt
@@ -119,6 +118,10 @@ class EnforceOptions:
     resume_scope
         What else makes a rerun "the same command" (recipient, purpose):
         part of every product's batch key.
+    product_seconds
+        Wall-clock limit for one product in its worker process (reading,
+        deciding, degrading, re-screening); past it the worker is killed and
+        the product fails.
     """
 
     outdir: Path
@@ -129,6 +132,7 @@ class EnforceOptions:
     jobs: int = 1
     creation_options: Mapping[str, str] = field(default_factory=dict)
     resume_scope: tuple[str, ...] = ()
+    product_seconds: float = 6 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -956,7 +960,7 @@ class _Run:
             for (src, rel), out in zip(staged.moves, outcome.outputs, strict=True):
                 if _already_written(self._written, rel, out.sha256, out.path):
                     continue
-                if self.out.lexists(rel) and not self.opts.force and not self._ours(outcome.key, out.path):
+                if self.out.lexists(rel) and not self.opts.force and not self._ours(out.path):
                     raise OutputError(f"{out.path}: output exists and is not one this log recorded as released "
                                       "for this product (use --force to replace it)")
                 moves.append((src, rel))
@@ -976,15 +980,15 @@ class _Run:
         if self._progress is not None:
             self._progress(outcome)
 
-    def _ours(self, key: str, path: str) -> bool:
-        """Whether an earlier run of this batch released ``path`` for the product with ``key`` (it may be redone)."""
-        return path in self._prior.owned.get(key, frozenset())
+    def _ours(self, path: str) -> bool:
+        """Whether ``path`` is a file this log recorded and nobody changed since (a rerun may replace it)."""
+        return self._prior.still_ours(path)
 
     def _commit_package(self, prepared: Prepared, package_file: Path, dest: PurePath) -> None:
         outcomes = [s.outcome for s in prepared.items]
         final = os.fspath(self.out.final(dest))
         try:
-            exists = self.out.lexists(dest) and not self.opts.force and not self._ours(outcomes[0].key, final)
+            exists = self.out.lexists(dest) and not self.opts.force and not self._ours(final)
             refusal = f"{self.out.final(dest)}: output package exists (use --force to replace it)" if exists else None
         except OutputError as exc:
             refusal = str(exc)
@@ -1131,7 +1135,7 @@ def _dispatch(work: Sequence[WorkItem], ctx: WorkContext, executor: Executor | N
         yield from run_on(executor, work, ctx, stop)
         return
     jobs = ctx.opts.jobs or 1
-    if jobs <= 1 or len(work) <= 1:
+    if not isolation_enabled():
         for index, item in enumerate(work):
             if stop.is_set():
                 return
@@ -1143,96 +1147,54 @@ def _dispatch(work: Sequence[WorkItem], ctx: WorkContext, executor: Executor | N
     yield from _in_processes(work, ctx, jobs, stop)
 
 
-def _worker_init(ctx: WorkContext) -> None:
-    global _CONTEXT  # noqa: PLW0603 - one context per worker process, sent once
-    _CONTEXT = ctx
-    # The parent decides when to stop; a terminal's Ctrl-C must not kill items in flight.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # fd 1 carries the command's table or JSON lines; whatever C code prints in a worker goes to stderr.
-    # The parent's Python streams may be a progress display's proxies, whose locks a fork may have copied held.
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr = sys.__stderr__
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Have the kernel kill this worker when the process that started it dies (Linux).
-
-    A parent killed with SIGKILL never shuts its pool down; its workers would
-    live on holding its standard streams open, and whoever waits for those
-    (a shell pipeline, a supervisor) would wait forever.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes  # noqa: PLC0415
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() == 1:  # the parent died before the call
-            os._exit(0)
-
-
-_CONTEXT: WorkContext | None = None
-
-
-def _prepare_here(item: WorkItem) -> Prepared:
-    assert _CONTEXT is not None
-    return prepare(item, _CONTEXT)
-
-
-def _pool(ctx: WorkContext, workers: int) -> ProcessPoolExecutor:
-    import multiprocessing  # noqa: PLC0415
-
-    # fork: a worker starts warm (rasterio, numpy and GDAL already loaded: ~0.4 s saved per worker) and is a
-    # direct child, so the kernel can end it when the parent dies (see _die_with_parent). What a fork copies
-    # from the parent's other threads (a progress display) is reset in _worker_init.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_worker_init, initargs=(ctx,))
+def _prepare_isolated(item: WorkItem, ctx: WorkContext, lane: int) -> Prepared:
+    """Prepare one item in lane ``lane``'s worker process: a crash, a hang or a leak there ends only this item."""
+    limits = Limits(seconds=ctx.opts.product_seconds, memory_bytes=None)
+    try:
+        return run_isolated(prepare, item, ctx, limits=limits, lane=lane, nested=True)
+    except IsolationError as exc:
+        return _crashed(item, exc)
 
 
 def _in_processes(work: Sequence[WorkItem], ctx: WorkContext, jobs: int,
                   stop: threading.Event) -> Iterator[tuple[int, Prepared]]:
-    """Run items on ``jobs`` worker processes, at most two per worker in flight (so a stop is honoured soon).
+    """Run items in ``jobs`` worker processes (isolation lanes 1..jobs), each driven by a thread of this process.
 
-    A worker that dies (a C library crashing on a hostile file) breaks the
-    pool: the items it held are tried again one by one, each in a pool of
-    its own, so that only the item that kills its worker fails.
+    Each worker is forked from this process when the run starts (so it
+    shares its loaded libraries) and stopped when the run ends; it runs one
+    item at a time within the per-product time limit. A worker that
+    crashes, hangs or runs out of memory fails its item only and is
+    replaced for the next one; a worker whose parent dies ends too. At most
+    two items per worker are started ahead, so that a stop is honoured soon.
     """
-    pending = list(reversed(list(enumerate(work))))
-    retry: list[tuple[int, WorkItem]] = []
-    pool = _pool(ctx, jobs)
-    try:
-        in_flight: dict[Future[Prepared], tuple[int, WorkItem]] = {}
-        while pending or in_flight:
-            while pending and not retry and len(in_flight) < 2 * jobs and not stop.is_set():
-                index, item = pending.pop()
-                in_flight[pool.submit(_prepare_here, item)] = (index, item)
-            if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                index, item = in_flight.pop(future)
-                try:
-                    yield index, future.result()
-                except BrokenProcessPool:
-                    retry.append((index, item))
-                except Exception as exc:  # noqa: BLE001 - one item's bug never ends the batch
-                    yield index, _crashed(item, exc)
-            if retry and not in_flight:
-                pool.shutdown(wait=True, cancel_futures=True)
-                for index, item in retry:
-                    yield index, (_crashed(item, InterruptedError("stopped")) if stop.is_set()
-                                  else _alone(item, ctx))
-                retry.clear()
-                pool = _pool(ctx, jobs)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    lanes: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for lane in range(1, jobs + 1):
+        lanes.put(lane)
 
-
-def _alone(item: WorkItem, ctx: WorkContext) -> Prepared:
-    with _pool(ctx, 1) as pool:
+    def one(item: WorkItem) -> Prepared:
+        lane = lanes.get()
         try:
-            return pool.submit(_prepare_here, item).result()
-        except Exception as exc:  # noqa: BLE001 - BrokenProcessPool included: this item kills its worker
-            return _crashed(item, exc)
+            return _prepare_isolated(item, ctx, lane)
+        finally:
+            lanes.put(lane)
+
+    pending = list(reversed(list(enumerate(work))))
+    in_flight: dict[Future[Prepared], tuple[int, WorkItem]] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="rspolicy-lane") as threads:
+            while pending or in_flight:
+                while pending and len(in_flight) < 2 * jobs and not stop.is_set():
+                    index, item = pending.pop()
+                    in_flight[threads.submit(one, item)] = (index, item)
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index, item = in_flight.pop(future)
+                    try:
+                        yield index, future.result()
+                    except Exception as exc:  # noqa: BLE001 - one item's bug never ends the batch
+                        yield index, _crashed(item, exc)
+    finally:
+        # The workers are a snapshot of this process taken for this run: the next run forks its own.
+        shutdown(range(1, jobs + 1))

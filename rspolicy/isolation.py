@@ -57,7 +57,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -143,18 +143,27 @@ def isolation_enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "").strip().lower() != "off"
 
 
-def run_isolated(fn: Callable[..., R], *args: Any, limits: Limits = _DEFAULT_LIMITS, **kwargs: Any) -> R:
+def run_isolated(fn: Callable[..., R], *args: Any, limits: Limits = _DEFAULT_LIMITS, lane: int = 0,
+                 nested: bool = False, **kwargs: Any) -> R:
     """Call ``fn(*args, **kwargs)`` in the worker process and return its result.
 
     Parameters
     ----------
     fn
         A module-level function (it is pickled by reference). Its keyword
-        arguments cannot include one named ``limits``.
+        arguments cannot include ones named ``limits``, ``lane`` or ``nested``.
     *args, **kwargs
         Its arguments; they and the result must pickle.
     limits
         Time and memory for this call.
+    lane
+        Which worker: each lane has a worker process of its own, and calls on
+        different lanes run at the same time (``enforce --jobs`` uses lanes
+        1..N, each from one thread; lane 0 serves everything else).
+    nested
+        Let ``fn`` isolate its own calls in a worker of its own (a product's
+        reads inside the worker that degrades it); otherwise, in a worker,
+        they run in place.
 
     Returns
     -------
@@ -176,28 +185,32 @@ def run_isolated(fn: Callable[..., R], *args: Any, limits: Limits = _DEFAULT_LIM
     if not hasattr(os, "fork"):
         raise IsolationError(f"this platform cannot fork a worker process; set {ENV_SWITCH}=off to run in process")
     try:
-        request = pickle.dumps((limits.memory_bytes, fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        request = pickle.dumps((limits.memory_bytes, nested, fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001 - whatever pickle raises, the call cannot be sent
         raise IsolationError(f"cannot send {_name(fn)} to the worker process: {type(exc).__name__}: {exc}") from None
-    with _state.lock:
-        reply = _round_trip(request, limits)
+    chosen = _state.lane(lane)
+    with chosen.lock:
+        reply = _round_trip(request, limits, chosen)
     return _unpack(reply, fn, limits)  # type: ignore[no-any-return]
 
 
-def shutdown() -> None:
-    """Stop the worker process, if any, and reap it; the next call forks a new one.
+def shutdown(lanes: Iterable[int] | None = None) -> None:
+    """Stop the worker processes (of the given lanes, else all), and reap them; the next call forks anew.
 
     Registered with :mod:`atexit`. Safe to call at any time, from any thread.
     """
-    # At interpreter exit a daemon thread may still hold the lock in a call; do not wait for it forever.
-    acquired = _state.lock.acquire(timeout=5.0)
-    try:
-        worker, _state.worker = _state.worker, None
-        if worker is not None:
-            worker.kill()
-    finally:
-        if acquired:
-            _state.lock.release()
+    for number, lane in list(_state.lanes.items()):
+        if lanes is not None and number not in lanes:
+            continue
+        # At interpreter exit a daemon thread may still hold the lock in a call; do not wait for it forever.
+        acquired = lane.lock.acquire(timeout=5.0)
+        try:
+            worker, lane.worker = lane.worker, None
+            if worker is not None:
+                worker.kill()
+        finally:
+            if acquired:
+                lane.lock.release()
 
 
 # --------------------------------------------------------------------------
@@ -255,13 +268,36 @@ class _Worker:
                 return None
 
 
-class _State:
-    """Module state; replaced wholesale in a forked child so that it never shares the parent's worker or lock."""
+class _Lane:
+    """One worker process and the lock that serialises its calls."""
 
-    def __init__(self, in_worker: bool = False) -> None:
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.worker: _Worker | None = None
+
+
+class _State:
+    """Module state; replaced wholesale in a forked child so that it never shares the parent's workers or locks."""
+
+    def __init__(self, in_worker: bool = False) -> None:
+        self.guard = threading.Lock()
+        self.lanes: dict[int, _Lane] = {0: _Lane()}
         self.in_worker = in_worker
+
+    def lane(self, number: int) -> _Lane:
+        """The lane ``number``, created on first use."""
+        with self.guard:
+            return self.lanes.setdefault(number, _Lane())
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Lane 0's lock."""
+        return self.lanes[0].lock
+
+    @property
+    def worker(self) -> _Worker | None:
+        """Lane 0's worker."""
+        return self.lanes[0].worker
 
 
 _state = _State()
@@ -271,58 +307,59 @@ def _after_fork_in_child() -> None:
     # A child of the parent (any fork) must not write to the parent's worker, nor hold the request pipe
     # open (the worker ends when that pipe hangs up), nor wait on a lock some vanished thread held.
     global _state  # noqa: PLW0603 - the whole state is per process
-    worker = _state.worker
+    workers = [lane.worker for lane in _state.lanes.values()]
     _state = _State(in_worker=_state.in_worker)
-    if worker is not None:
-        worker.close_fds()
+    for worker in workers:
+        if worker is not None:
+            worker.close_fds()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(shutdown)
 
 
-def _round_trip(request: bytes, limits: Limits) -> tuple[str, Any]:
-    """Send one request and wait for its reply within the time limit (caller holds the lock)."""
+def _round_trip(request: bytes, limits: Limits, lane: _Lane) -> tuple[str, Any]:
+    """Send one request and wait for its reply within the time limit (caller holds the lane's lock)."""
     deadline = time.monotonic() + limits.seconds
-    worker = _state.worker
+    worker = lane.worker
     if worker is not None and not worker.alive():
         # Killed while idle (by an operator, by the kernel's OOM killer): not this call's doing.
-        _discard(worker)
+        _discard(worker, lane)
         worker = None
     if worker is None:
-        worker = _state.worker = _spawn()
+        worker = lane.worker = _spawn()
     try:
         try:
             _write_all(worker.request_fd, _HEADER.pack(len(request)) + request)
         except (BrokenPipeError, ConnectionResetError):
-            return _FAILED, _death(worker)
-        reply = _read_reply(worker, deadline)
+            return _FAILED, _death(worker, lane)
+        reply = _read_reply(worker, deadline, lane)
     except BaseException:
         # Interrupted mid-call (KeyboardInterrupt, an error of our own): the pipe holds half a
         # conversation, so this worker can never be trusted again.
-        _discard(worker)
+        _discard(worker, lane)
         raise
     if reply is None:
-        _discard(worker)
+        _discard(worker, lane)
         return _FAILED, f"timed out after {limits.seconds:g} s"
     if isinstance(reply, str):
         return _FAILED, reply
     if reply[0] == _NO_MEMORY:
         # The worker survived the MemoryError, but C libraries rarely do: start afresh.
-        _discard(worker)
+        _discard(worker, lane)
     return reply
 
 
-def _discard(worker: _Worker) -> None:
-    if _state.worker is worker:
-        _state.worker = None
+def _discard(worker: _Worker, lane: _Lane) -> None:
+    if lane.worker is worker:
+        lane.worker = None
     worker.kill()
 
 
-def _death(worker: _Worker) -> str:
+def _death(worker: _Worker, lane: _Lane) -> str:
     """The worker is gone: reap it and say how it ended."""
-    if _state.worker is worker:
-        _state.worker = None
+    if lane.worker is worker:
+        lane.worker = None
     worker.close_fds()
     status = worker.reap()
     if status is None:
@@ -337,7 +374,7 @@ def _death(worker: _Worker) -> str:
     return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
-def _read_reply(worker: _Worker, deadline: float) -> tuple[str, Any] | str | None:
+def _read_reply(worker: _Worker, deadline: float, lane: _Lane) -> tuple[str, Any] | str | None:
     """The worker's reply, a string saying how it died, or None when the deadline passed first."""
     buffer = bytearray()
     needed = _HEADER.size
@@ -349,12 +386,12 @@ def _read_reply(worker: _Worker, deadline: float) -> tuple[str, Any] | str | Non
         if worker.reply_fd in events:
             chunk = os.read(worker.reply_fd, max(needed - len(buffer), 1 << 16))
             if not chunk:
-                return _death(worker)
+                return _death(worker, lane)
             buffer += chunk
             if needed == _HEADER.size and len(buffer) >= _HEADER.size:
                 needed += _HEADER.unpack_from(buffer)[0]
         elif worker.pidfd is not None and worker.pidfd in events:
-            return _death(worker)
+            return _death(worker, lane)
     try:
         reply: tuple[str, Any] = pickle.loads(memoryview(buffer)[_HEADER.size:needed])
     except Exception as exc:  # noqa: BLE001 - an undecodable reply is a failed call, not a crash of the caller
@@ -439,12 +476,17 @@ def _serve(request_fd: int, reply_fd: int) -> None:
         if request is None:
             return
         try:
-            memory_bytes, fn, args, kwargs = pickle.loads(request)
+            memory_bytes, nested, fn, args, kwargs = pickle.loads(request)
             del request
             if memory_bytes != applied:
                 _limit_memory(baseline, memory_bytes, soft, hard)
                 applied = memory_bytes
-            reply: tuple[str, Any] = (_OK, fn(*args, **kwargs))
+            # A nested call isolates its own risky calls (in a worker this worker forks).
+            _state.in_worker = not nested
+            try:
+                reply: tuple[str, Any] = (_OK, fn(*args, **kwargs))
+            finally:
+                _state.in_worker = True
         except MemoryError:
             reply = (_NO_MEMORY, None)
         except Exception as exc:  # noqa: BLE001 - every failure of fn goes back to the caller

@@ -435,13 +435,25 @@ class BatchHistory:
     done
         ``{key: {member ("" for a loose product): PriorDecision}}`` of completed products.
     owned
-        ``{key: paths}``: every output path a decision of that key recorded,
-        completed or not (a run killed half-way may have placed some): a
-        rerun may replace these without ``--force``.
+        ``{path: sha256s}``: every output file an enforce decision of the log
+        recorded, completed or not (a run killed half-way may have placed
+        some), with the digests recorded for it. A rerun may replace a file
+        that is still byte for byte one of these without ``--force``; one
+        edited since is not rspolicy's to overwrite.
     """
 
     done: Mapping[str, Mapping[str, PriorDecision]] = field(default_factory=dict)
     owned: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def still_ours(self, path: str) -> bool:
+        """Whether ``path`` is a regular file whose bytes this log recorded for it (links are never ours)."""
+        digests = self.owned.get(path)
+        if not digests:
+            return False
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode) and sha256_file(Path(path)) in digests
+        except OSError:
+            return False
 
 
 def completed_products(records: Iterable[Mapping[str, Any]]) -> BatchHistory:
@@ -460,7 +472,7 @@ def completed_products(records: Iterable[Mapping[str, Any]]) -> BatchHistory:
     Returns
     -------
     BatchHistory
-        The completed products, and every path each key's decisions released.
+        The completed products, and every output file recorded with its digests.
     """
     done: dict[str, dict[str, PriorDecision]] = {}
     owned: dict[str, set[str]] = {}
@@ -481,8 +493,9 @@ def completed_products(records: Iterable[Mapping[str, Any]]) -> BatchHistory:
         key, member = str(batch["key"]), str(batch.get("member", ""))
         output = rec.get("output")
         if isinstance(output, Mapping):
-            owned.setdefault(key, set()).update(str(f.get("path")) for f in output.get("files", ())
-                                                if isinstance(f, Mapping))
+            for f in output.get("files", ()):
+                if isinstance(f, Mapping) and isinstance(f.get("path"), str):
+                    owned.setdefault(f["path"], set()).add(str(f.get("sha256")))
         if isinstance(output, Mapping) and output.get("release") == RELEASE_AFTER_RECORD:
             waiting[decision_id] = (key, member, rec)
         else:

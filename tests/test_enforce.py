@@ -176,6 +176,7 @@ def test_geographic_and_gcp_outputs(tmp_path: Path) -> None:
 
 
 def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RSPOLICY_ISOLATION", "off")  # the spies below count in this process
     from rspolicy import degrade
 
     calls = {"n": 0}
@@ -202,6 +203,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_outputs_are_on_disk_and_recorded_before_they_are_moved_into_place(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RSPOLICY_ISOLATION", "off")  # the spies below count in this process
     import os
 
     import rspolicy.enforce as enforce_module

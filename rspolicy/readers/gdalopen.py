@@ -40,6 +40,40 @@ READ_ENV: dict[str, Any] = {
 }
 
 
+#: Whether this process started GDAL's worker-thread pool (a read or write with NUM_THREADS > 1), and whether
+#: it is a fork of a process that had: the fork copies the pool but not its threads, so work queued there
+#: would wait forever.
+_gdal_pool_started = False
+_gdal_pool_inherited = False
+
+
+def _after_fork_in_child() -> None:
+    global _gdal_pool_inherited  # noqa: PLW0603 - per-process fact
+    _gdal_pool_inherited = _gdal_pool_inherited or _gdal_pool_started
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def gdal_threads(requested: int | None) -> int:
+    """How many threads GDAL may use for one read or write in this process.
+
+    ``requested`` (default: every core), except 1 in a process forked from
+    one that had already started GDAL's thread pool: there the pool's
+    threads do not exist, and a multi-threaded read would hang.
+
+    >>> gdal_threads(3)
+    3
+    """
+    global _gdal_pool_started  # noqa: PLW0603 - per-process fact
+    if _gdal_pool_inherited:
+        return 1
+    threads = max(1, requested or os.cpu_count() or 1)
+    if threads > 1:
+        _gdal_pool_started = True
+    return threads
+
+
 @contextmanager
 def open_input(path: Path, *, page: int | None = None, **options: Any) -> Iterator[Any]:
     """Open an input raster read-only with an allowed driver and no side files.
