@@ -134,7 +134,7 @@ def test_nothing_to_do_is_a_usage_error(tmp_path: Path, what: str) -> None:
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("rspolicy: error:")
     assert ("no such file" if what == "mistyped" else "no products found under") in line
-    assert records(log) == [] and not (tmp_path / "out").exists() or files(tmp_path / "out") == {}
+    assert records(log) == [] and (not (tmp_path / "out").exists() or files(tmp_path / "out") == {})
 
 
 def test_a_folder_without_products_beside_one_with_products_is_named(tmp_path: Path) -> None:
