@@ -113,6 +113,23 @@ EQUIVALENT: dict[str, str] = {
     "rspolicy.screen.x__stricter__mutmut_2":
         "`>` to `>=` between severities inside `if candidate.severity != current.severity`: they differ there, "
         "so `>=` is `>`",
+    **{f"rspolicy.records.x__released_files__mutmut_{n}":
+       "a recorded file without `sha256` gets the digest `None` (or `XXXX`) instead of the empty string: the "
+       "digest is only compared with a file's sha256, which is 64 hex digits and equals none of them"
+       for n in (19, 21, 24)},
+    **{f"rspolicy.records.x_pending_releases__mutmut_{n}":
+       "the default of `rec.get('input', ...)` (None for {}) is never used: the condition has just found "
+       "`input` to be a mapping" for n in (41, 43)},
+    **{f"rspolicy.audit.{name}": "`ASCII` for `ascii`: codec names are case-insensitive"
+       for name in ("x__digest__mutmut_5", "x__check_hash__mutmut_90")},
+    "rspolicy.audit.x_verify__mutmut_16":
+        "`alg` starts as '' instead of None: it is never read before the first record sets it with `chain`",
+    "rspolicy.audit.x_verify__mutmut_22":
+        "`last_file` starts as Path() even when files are given: every file the loop finishes overwrites it and a "
+        "problem returns before it is read, so its first value is only read when there are no files: Path() then",
+    **{f"rspolicy.audit.x_verify__mutmut_{n}":
+       "`str(None)` for `str(exc)` after `exc.strerror or`: the OSError of a failed open or read is raised from "
+       "errno and always has a strerror" for n in (59, 184)},
 }
 
 _RESULT = re.compile(r"^\s*(rspolicy\.(\w+)\.\S+): (.+?)\s*$")

@@ -304,3 +304,11 @@ def test_human_units() -> None:
     assert [human_bytes(n) for n in (0, 1023, 1024, 10 * 2**20, 5 * 2**50, 2**70)] == \
         ["0 B", "1023 B", "1.0 KiB", "10.0 MiB", "5.0 PiB", "1024.0 EiB"]
     assert [human_duration(s) for s in (0, 59.6, 3600, -1)] == ["0:00:00", "0:01:00", "1:00:00", "0:00:00"]
+
+
+def test_a_package_holding_several_products_grows_the_total_instead_of_overrunning_it() -> None:
+    clock, err = FakeClock(), io.StringIO()
+    with BatchProgress(2, 0, "lines", stream=err, clock=clock, interval=1000) as progress:
+        for _ in range(3):  # two items named, the package among them held two products
+            progress.advance(product(Result.RELEASED))
+    assert err.getvalue().startswith("progress: 3/3 products,")

@@ -510,6 +510,9 @@ class BatchProgress:
         with self._lock:
             self.counts[result.result] += 1
             self.done += 1
+            if self.total_products and self.done > self.total_products:
+                # A delivery package counts as one product until it is opened and found to hold several.
+                self.total_products = self.done
             self.bytes_done += result.bytes_in
             if result.result is not Result.SKIPPED:
                 self._work_products += 1
