@@ -1180,21 +1180,23 @@ def _in_processes(work: Sequence[WorkItem], ctx: WorkContext, jobs: int,
 
     pending = list(reversed(list(enumerate(work))))
     in_flight: dict[Future[Prepared], tuple[int, WorkItem]] = {}
+    threads = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="rspolicy-lane")
     try:
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="rspolicy-lane") as threads:
-            while pending or in_flight:
-                while pending and len(in_flight) < 2 * jobs and not stop.is_set():
-                    index, item = pending.pop()
-                    in_flight[threads.submit(one, item)] = (index, item)
-                if not in_flight:
-                    break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index, item = in_flight.pop(future)
-                    try:
-                        yield index, future.result()
-                    except Exception as exc:  # noqa: BLE001 - one item's bug never ends the batch
-                        yield index, _crashed(item, exc)
+        while pending or in_flight:
+            while pending and len(in_flight) < 2 * jobs and not stop.is_set():
+                index, item = pending.pop()
+                in_flight[threads.submit(one, item)] = (index, item)
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                index, item = in_flight.pop(future)
+                try:
+                    yield index, future.result()
+                except Exception as exc:  # noqa: BLE001 - one item's bug never ends the batch
+                    yield index, _crashed(item, exc)
     finally:
         # The workers are a snapshot of this process taken for this run: the next run forks its own.
+        # Killed first, so that a run stopped at once (a second signal) does not wait for items in flight.
         shutdown(range(1, jobs + 1))
+        threads.shutdown(wait=True, cancel_futures=True)
