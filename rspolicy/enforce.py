@@ -42,7 +42,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1102,15 +1102,21 @@ def enforce(paths: Iterable[str | os.PathLike[str]] | Sequence[WorkItem], opts: 
         out.remove_stale_stages()
         run = _Run(opts, out, record, released, progress, prior or BatchHistory())
         ctx = WorkContext(opts, out.root, os.getpid(), run_fingerprint(opts, out.root), prior or BatchHistory())
+        dispatched = _dispatch(work, ctx, executor, stop or threading.Event())
+        ordered = _in_order(dispatched)
         try:
-            for prepared in _in_order(_dispatch(work, ctx, executor, stop or threading.Event())):
+            for prepared in ordered:
                 run.commit(prepared)
         except _FatalError as fatal:
             raise fatal.error from None
+        finally:
+            # Now, not when a traceback that holds them is collected: the worker processes end with the run.
+            ordered.close()
+            dispatched.close()
     return run.outcomes
 
 
-def _in_order(done: Iterator[tuple[int, Prepared]]) -> Iterator[Prepared]:
+def _in_order(done: Iterator[tuple[int, Prepared]]) -> Generator[Prepared, None, None]:
     """Items in the order they were named, whatever order they finished in.
 
     The log then reads the same whatever ``--jobs`` or the scheduler, and
@@ -1129,7 +1135,7 @@ def _in_order(done: Iterator[tuple[int, Prepared]]) -> Iterator[Prepared]:
 
 
 def _dispatch(work: Sequence[WorkItem], ctx: WorkContext, executor: Executor | None,
-              stop: threading.Event) -> Iterator[tuple[int, Prepared]]:
+              stop: threading.Event) -> Generator[tuple[int, Prepared], None, None]:
     if executor is not None:
         from rspolicy.scaleout import run_on  # noqa: PLC0415 - only a scale-out run needs it
         yield from run_on(executor, work, ctx, stop)

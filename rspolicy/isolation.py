@@ -301,12 +301,14 @@ class _State:
 
 
 _state = _State()
+_SPAWN_LOCK = threading.Lock()
 
 
 def _after_fork_in_child() -> None:
     # A child of the parent (any fork) must not write to the parent's worker, nor hold the request pipe
     # open (the worker ends when that pipe hangs up), nor wait on a lock some vanished thread held.
-    global _state  # noqa: PLW0603 - the whole state is per process
+    global _state, _SPAWN_LOCK  # noqa: PLW0603 - the whole state is per process
+    _SPAWN_LOCK = threading.Lock()
     workers = [lane.worker for lane in _state.lanes.values()]
     _state = _State(in_worker=_state.in_worker)
     for worker in workers:
@@ -327,7 +329,11 @@ def _round_trip(request: bytes, limits: Limits, lane: _Lane) -> tuple[str, Any]:
         _discard(worker, lane)
         worker = None
     if worker is None:
-        worker = lane.worker = _spawn()
+        # One fork at a time, each worker recorded before the next fork: a worker forked by another lane's
+        # thread must find (and close) this one's pipe, or it would hold it open and this worker would
+        # outlive a killed parent.
+        with _SPAWN_LOCK:
+            worker = lane.worker = _spawn()
     try:
         try:
             _write_all(worker.request_fd, _HEADER.pack(len(request)) + request)

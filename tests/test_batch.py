@@ -439,3 +439,18 @@ def test_a_local_dask_cluster_gives_the_outcomes_outputs_and_log_of_a_local_run(
             with rasterio.open(local_out / name) as a, rasterio.open(dask_out / name) as b:
                 assert np.array_equal(a.read(), b.read()) and a.transform == b.transform
     assert CliRunner().invoke(cli, ["log", "verify", str(tmp_path / "dask.jsonl")]).exit_code == 0
+
+
+def test_workers_end_with_a_killed_command(tmp_path: Path) -> None:
+    """SIGKILL leaves no worker holding the command's streams open (a pipeline waiting on them would hang)."""
+    src = many(tmp_path / "src", 40)
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "rspolicy", "enforce", str(src), "-o", str(out), "--log",
+                             str(log), "--jobs", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: len(records(log)) >= 3, 120)  # every lane has forked its worker by now
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)  # returns only when every process holding stdout and stderr has ended
+    rerun = subprocess.run([sys.executable, "-m", "rspolicy", "enforce", str(src), "-o", str(out), "--log",
+                            str(log)], capture_output=True, text=True, check=False, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert CliRunner().invoke(cli, ["log", "verify", str(log)]).exit_code == 0
