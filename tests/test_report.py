@@ -162,7 +162,8 @@ def test_csv_cell_edges() -> None:
 _text = st.text(max_size=40)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,  # each example fsyncs two files: disk time, not the code
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=_text, reason=_text, sat=st.none() | _text,
        gsd=st.none() | st.floats(min_value=1e-6, max_value=1e6, allow_nan=False))
 def test_any_text_reads_back_exactly_from_json_and_defused_from_csv(
