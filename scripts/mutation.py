@@ -119,7 +119,7 @@ EQUIVALENT: dict[str, str] = {
        for n in (19, 21, 24)},
     **{f"rspolicy.records.x_pending_releases__mutmut_{n}":
        "the default of `rec.get('input', ...)` (None for {}) is never used: the condition has just found "
-       "`input` to be a mapping" for n in (41, 43)},
+       "`input` to be a mapping" for n in (42, 44)},
     **{f"rspolicy.audit.{name}": "`ASCII` for `ascii`: codec names are case-insensitive"
        for name in ("x__digest__mutmut_5", "x__check_hash__mutmut_90")},
     "rspolicy.audit.x_verify__mutmut_16":

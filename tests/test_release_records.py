@@ -23,6 +23,7 @@ from rspolicy.records import (
     PendingRelease,
     ReleaseProblem,
     Requester,
+    failure_record,
     pending_releases,
     reconcile_releases,
     release_problems,
@@ -91,6 +92,14 @@ def test_records_that_announce_no_later_release_are_never_pending() -> None:
         {**enforce_record("x", "/in/x.tif", [("/out/x.tif", "4" * 64)]), "decision_id": 7},
     ]
     assert pending_releases(records) == []
+
+
+def test_a_record_without_a_decision_id_does_not_hide_the_releases_recorded_after_it() -> None:
+    """A product rspolicy could not even decide is logged as ``failed`` with no decision id; reading goes on."""
+    records = [failure_record("/in/broken.tif", "cannot read: I/O error", REQUESTER),
+               enforce_record("a", "/in/a.tif", [("/out/a.tif", "1" * 64)])]
+    assert records[0]["decision_id"] is None
+    assert [p.decision_id for p in pending_releases(records)] == ["a"]
 
 
 def test_the_records_of_a_partial_chain_settle_decisions_it_does_not_hold() -> None:
