@@ -789,11 +789,12 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
                     staged = _stage_one(decision, product, ctx, Path(member_stage), _rel_to(root), inputs,
                                         lambda r: f"{final}!{r.as_posix()}", durable=False)
                     outcome = staged.outcome
+                    # _stage_one lists the moves and the outputs in the same order, one per staged file.
+                    placed = list(zip(staged.moves, outcome.outputs, strict=True))
                     try:
                         # Every conflict is looked for before anything moves: a member leaves whole or not at all.
-                        moves = [(src, rel) for src, rel in staged.moves
-                                 if not _already_written(kept, rel, _digest_of(outcome, f"{final}!{rel.as_posix()}"),
-                                                         f"{final}!{rel.as_posix()}")]
+                        moves = [(src, rel) for (src, rel), out in placed
+                                 if not _already_written(kept, rel, out.sha256, out.path)]
                     except _SharedSidecarConflictError as exc:
                         outcome = Outcome(_blocked(decision, f"{exc}; nothing was written"), inputs=inputs)
                     else:
@@ -801,8 +802,8 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
                             target = member_root / rel
                             target.parent.mkdir(parents=True, exist_ok=True)
                             os.replace(src, target)
-                        for o in outcome.outputs:
-                            kept[PurePath(o.path.split("!", 1)[1])] = o.sha256
+                        for (_, rel), out in placed:
+                            kept[rel] = out.sha256
                 outcomes.append(outcome)
             members_out = sorted((p, p.relative_to(member_root).as_posix())
                                  for p in member_root.rglob("*") if p.is_file())
@@ -845,10 +846,6 @@ class _PackageLabel:
 
     def __call__(self, p: Path) -> str:
         return f"{self.display}{PACKAGE_SEPARATOR}{display_name(p.relative_to(self.root).as_posix())}"
-
-
-def _digest_of(outcome: Outcome, path: str) -> str:
-    return next(o.sha256 for o in outcome.outputs if o.path == path)
 
 
 class _SharedSidecarConflictError(OutputError):
@@ -933,6 +930,10 @@ class _Run:
         """An outcome is final: recorded (unless skipped), counted, shown."""
         if outcome.result is not Result.SKIPPED:
             self.record(outcome)
+        self._count(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        """A final outcome (recorded already): kept for the caller and shown."""
         self.outcomes.append(outcome)
         if self._progress is not None:
             self._progress(outcome)
@@ -973,12 +974,10 @@ class _Run:
             return
         self.record(outcome)
         self.place(moves, outcome.decision.path)
-        for o in outcome.outputs:
-            self._written[PurePath(Path(o.path).relative_to(self.out.root))] = o.sha256
+        for (_, rel), out in zip(staged.moves, outcome.outputs, strict=True):
+            self._written[rel] = out.sha256
         self.released(outcome)
-        self.outcomes.append(outcome)
-        if self._progress is not None:
-            self._progress(outcome)
+        self._count(outcome)
 
     def _ours(self, path: str) -> bool:
         """Whether ``path`` is a file this log recorded and nobody changed since (a rerun may replace it)."""
@@ -1003,9 +1002,7 @@ class _Run:
         for o in outcomes:
             if o.outputs:
                 self.released(o)
-            self.outcomes.append(o)
-            if self._progress is not None:
-                self._progress(o)
+            self._count(o)
 
 
 def _crashed(item: FoundProduct | FoundPackage | ProductEvidence, exc: BaseException) -> Prepared:

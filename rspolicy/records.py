@@ -25,6 +25,7 @@ from typing import Any, Literal
 import rspolicy
 from rspolicy.audit import AuditLog, iter_records, utc_timestamp
 from rspolicy.model import Decision, Fact, Scalar
+from rspolicy.results import is_package_member
 
 #: ``output.release`` of an enforce record written before its files were placed.
 RELEASE_AFTER_RECORD = "after-record"
@@ -237,11 +238,10 @@ class ReleaseProblem:
 
 def _released_files(output: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     entries = [f for f in output.get("files", ()) if isinstance(f, Mapping) and isinstance(f.get("path"), str)]
-    locals_ = {str(f["path"]) for f in entries}
-    # A package member ("package!member") is checked through its package file. Its package is a recorded
-    # path followed by "!", not what comes before the first "!": the output folder's name may hold one.
+    paths = {str(f["path"]) for f in entries}
+    # A package member ("package!member") is checked through its package file.
     return tuple((str(f["path"]), str(f.get("sha256", ""))) for f in entries
-                 if not any(str(f["path"]).startswith(p + "!") for p in locals_))
+                 if not is_package_member(str(f["path"]), paths))
 
 
 def pending_releases(records: Iterable[Mapping[str, Any]]) -> list[PendingRelease]:

@@ -42,6 +42,20 @@ class FileDigest:
         return {"path": self.path, "size": self.size, "sha256": self.sha256}
 
 
+def is_package_member(path: str, released: Iterable[str]) -> bool:
+    """Whether ``path`` is a member (``package!member``) of a package file among ``released``.
+
+    The package is a released path followed by ``!``, not whatever comes
+    before the first ``!``: the output folder's own name may hold one.
+
+    >>> is_package_member("/out!1/p.tar.gz!a.tif", ["/out!1/p.tar.gz", "/out!1/p.tar.gz!a.tif"])
+    True
+    >>> is_package_member("/out!1/a.tif", ["/out!1/a.tif"])
+    False
+    """
+    return any(path.startswith(p + "!") for p in released)
+
+
 @dataclass(frozen=True)
 class ProductResult:
     """The end of one product in a batch, as reports and progress displays show it.
@@ -84,8 +98,8 @@ class ProductResult:
     @property
     def bytes_out(self) -> int:
         """Bytes released (a package's members are counted once, as the package file)."""
-        members = any("!" in o.path for o in self.outputs)
-        return sum(o.size for o in self.outputs if not members or "!" not in o.path)
+        paths = [o.path for o in self.outputs]
+        return sum(o.size for o in self.outputs if not is_package_member(o.path, paths))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the report's entry for this product)."""

@@ -454,3 +454,13 @@ def test_workers_end_with_a_killed_command(tmp_path: Path) -> None:
                             str(log)], capture_output=True, text=True, check=False, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert CliRunner().invoke(cli, ["log", "verify", str(log)]).exit_code == 0
+
+
+def test_bytes_out_counts_a_package_once_whatever_the_output_folder_is_called() -> None:
+    from rspolicy.results import FileDigest, ProductResult
+
+    for folder in ("/out", "/out!1"):
+        outputs = (FileDigest(f"{folder}/p.tar.gz!a.tif", 5, "a"), FileDigest(f"{folder}/p.tar.gz", 7, "p"))
+        assert ProductResult("p", Outcome.RELEASED, "ok", outputs=outputs).bytes_out == 7
+        loose = (FileDigest(f"{folder}/a.tif", 5, "a"), FileDigest(f"{folder}/a.xml", 2, "x"))
+        assert ProductResult("a", Outcome.RELEASED, "ok", outputs=loose).bytes_out == 7

@@ -168,9 +168,10 @@ def _gf3_package(tmp_path: Path) -> tuple[Path, str, str]:
     return package, names.tiffs["HH"], names.tiffs["HV"]
 
 
-def test_a_shared_sidecar_two_products_would_write_differently_blocks_the_second(tmp_path: Path) -> None:
+@pytest.mark.parametrize("outdir", ["out", "out!1"])  # "!" in OUTDIR's name is not the member separator
+def test_a_shared_sidecar_two_products_would_write_differently_blocks_the_second(tmp_path: Path, outdir: str) -> None:
     package, hh, hv = _gf3_package(tmp_path)
-    out = tmp_path / "out"
+    out = tmp_path / outdir
     result = _invoke("enforce", "--json", str(package), "-o", str(out), "--log", str(tmp_path / "log.jsonl"))
     decisions = {d["path"].rsplit("/", 1)[-1]: d for d in _decisions(result)}
     assert decisions[hh]["action"] == "resample" and decisions[hv]["action"] == "block"

@@ -16,7 +16,9 @@ from typing import Any
 
 import click
 
+from rspolicy.audit import iter_records
 from rspolicy.cli.options import json_option, log_options, open_log, policy_option
+from rspolicy.cli.progress import BatchProgress, format_row, progress_mode, summary_lines
 from rspolicy.enforce import (
     EnforceOptions,
     Outcome,
@@ -40,6 +42,7 @@ from rspolicy.records import (
     reconcile_releases,
     released_record,
 )
+from rspolicy.report import REPORT_FORMATS, write_report
 from rspolicy.results import EXIT_USAGE, BatchSummary, Result, batch_exit_status
 
 
@@ -151,8 +154,6 @@ class _Out:
 
 
 def _row(outcome: Outcome, width: int) -> str:
-    from rspolicy.cli.progress import format_row  # noqa: PLC0415 - rich only when a batch runs
-
     return display_text(format_row(outcome.to_result(), width))
 
 
@@ -201,9 +202,6 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     blocked; 1 some failed (or the log could not be written); 2 usage
     error (no products found); 130/143 stopped by SIGINT/SIGTERM.
     """
-    from rspolicy.audit import iter_records  # noqa: PLC0415
-    from rspolicy.cli.progress import BatchProgress, progress_mode, summary_lines  # noqa: PLC0415
-
     named, typed = _named_paths(paths)
     items = work_items(named)
     _check_found(named, typed, items)
@@ -212,7 +210,7 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     opts = EnforceOptions(outdir=outdir, policy=policy, output_format="cog" if output_format == "cog" else "gtiff",
                           force=force or force_alias, threads=threads or max(1, cores // jobs), jobs=jobs,
                           creation_options=creation_options, resume_scope=(recipient or "", purpose or ""))
-    if report_path is not None and report_path.suffix.lower() not in (".json", ".csv"):
+    if report_path is not None and report_path.suffix.lower() not in REPORT_FORMATS:
         raise BatchUsageError(f"--report {report_path}: the report is FILE.json or FILE.csv")
     try:
         OutputFolder(outdir).close()  # an unusable output folder is one line before anything starts
@@ -294,8 +292,6 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
         raise ToolFailure(display_text(str(exc))) from None
     summary = BatchSummary.of((o.to_result() for o in outcomes), time.monotonic() - started)
     if report_path is not None:
-        from rspolicy.report import write_report  # noqa: PLC0415
-
         try:
             write_report(report_path, summary, [o.to_result() for o in outcomes],
                          policy=policy.ref.to_dict())
