@@ -9,6 +9,7 @@ anywhere in it is found: the finest wins.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -57,9 +58,31 @@ def _sample_pixels(width: int, height: int) -> list[tuple[float, float]]:
     return [(c, r) for r in rows for c in cols]
 
 
-def _geod_for(crs: pyproj.CRS) -> Geod:
+@dataclass(frozen=True)
+class _Frame:
+    """What measuring in one CRS needs, built once per CRS: pyproj objects are costly to build, cheap to use."""
+
+    crs: pyproj.CRS
+    #: None when pyproj cannot build the way to longitude and latitude (measured then: nominal only, or refused).
+    to_lonlat: Transformer | None
+    geod: Geod
+    label: str
+    unit_name: str
+    unit_factor: float | None
+
+
+@functools.lru_cache(maxsize=64)
+def _frame(wkt: str) -> _Frame:
+    crs = pyproj.CRS.from_user_input(wkt)
+    try:
+        to_lonlat: Transformer | None = Transformer.from_crs(crs, crs.geodetic_crs or pyproj.CRS.from_epsg(4326),
+                                                             always_xy=True)
+    except pyproj.exceptions.ProjError:
+        to_lonlat = None
     geod = crs.get_geod()
-    return geod if geod is not None else Geod(ellps="WGS84")
+    factor = next((float(a.unit_conversion_factor) for a in crs.axis_info if a.unit_conversion_factor), None)
+    return _Frame(crs, to_lonlat, geod if geod is not None else Geod(ellps="WGS84"), _crs_label(crs),
+                  next((str(a.unit_name) for a in crs.axis_info if a.unit_name), "unit"), factor)
 
 
 def _geodesic_steps(
@@ -69,30 +92,32 @@ def _geodesic_steps(
     geod: Geod,
 ) -> tuple[float, float]:
     """Finest geodesic length of the column and row steps over all samples."""
-    _, _, dist_x = geod.inv(lon0, lat0, lon_x, lat_x)
-    _, _, dist_y = geod.inv(lon0, lat0, lon_y, lat_y)
-    return float(np.min(dist_x)), float(np.min(dist_y))
+    # One call for both steps: the geodesic's per-call cost outweighs its per-point cost at this size.
+    _, _, dist = geod.inv(np.concatenate([lon0, lon0]), np.concatenate([lat0, lat0]),
+                          np.concatenate([lon_x, lon_y]), np.concatenate([lat_x, lat_y]))
+    n = len(lon0)
+    return float(np.min(dist[:n])), float(np.min(dist[n:]))
 
 
-def _ground_spacing(transform: Affine, crs: pyproj.CRS, width: int, height: int) -> tuple[float, float]:
+def _ground_spacing(transform: Affine, frame: _Frame, width: int, height: int) -> tuple[float, float]:
     """Geodesic pixel-edge lengths of an affine grid, finest over the scene."""
-    to_lonlat = Transformer.from_crs(crs, crs.geodetic_crs or pyproj.CRS.from_epsg(4326), always_xy=True)
+    if frame.to_lonlat is None:
+        raise ValueError(f"{frame.label} cannot be transformed to longitude and latitude")
     samples = _sample_pixels(width, height)
-    cols = np.array([c for c, _ in samples])
-    rows = np.array([r for _, r in samples])
-
-    def lonlat(c: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = transform.c + transform.a * c + transform.b * r
-        y = transform.f + transform.d * c + transform.e * r
-        lon, lat = to_lonlat.transform(x, y)
-        return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
-
-    lon0, lat0 = lonlat(cols, rows)
-    lon_x, lat_x = lonlat(cols + 1, rows)
-    lon_y, lat_y = lonlat(cols, rows + 1)
-    if not np.all(np.isfinite([lon0, lat0, lon_x, lat_x, lon_y, lat_y])):
+    n = len(samples)
+    cols0 = np.array([c for c, _ in samples])
+    rows0 = np.array([r for _, r in samples])
+    # The samples, their right neighbours and their lower neighbours, projected in one call.
+    cols = np.concatenate([cols0, cols0 + 1, cols0])
+    rows = np.concatenate([rows0, rows0, rows0 + 1])
+    x = transform.c + transform.a * cols + transform.b * rows
+    y = transform.f + transform.d * cols + transform.e * rows
+    lon_all, lat_all = (np.asarray(v, dtype=float) for v in frame.to_lonlat.transform(x, y))
+    if not (np.all(np.isfinite(lon_all)) and np.all(np.isfinite(lat_all))):
         raise ValueError("the grid does not map to valid longitudes and latitudes")
-    return _geodesic_steps(lon0, lat0, lon_x, lat_x, lon_y, lat_y, _geod_for(crs))
+    lon0, lon_x, lon_y = lon_all[:n], lon_all[n:2 * n], lon_all[2 * n:]
+    lat0, lat_x, lat_y = lat_all[:n], lat_all[n:2 * n], lat_all[2 * n:]
+    return _geodesic_steps(lon0, lat0, lon_x, lat_x, lon_y, lat_y, frame.geod)
 
 
 def affine_spacing(transform: Affine, crs: CRS | None, width: int, height: int) -> list[Spacing]:
@@ -130,28 +155,30 @@ def affine_spacing(transform: Affine, crs: CRS | None, width: int, height: int) 
     """
     if crs is None:
         return []
-    pcrs = pyproj.CRS.from_user_input(crs.to_wkt())
+    frame = _frame(crs.to_wkt())
     col_step = math.hypot(transform.a, transform.d)
     row_step = math.hypot(transform.b, transform.e)
     rotated = abs(transform.b) > 0 or abs(transform.d) > 0
     shape_note = " (rotated/sheared grid: edge-vector lengths)" if rotated else ""
-    if pcrs.is_geographic:
-        gx, gy = _ground_spacing(transform, pcrs, width, height)
+    if frame.crs.is_geographic:
+        gx, gy = _ground_spacing(transform, frame, width, height)
         return [Spacing(gx, gy, "geotransform",
-                        f"{col_step:.9g} x {row_step:.9g} {_unit_name(pcrs)} per pixel in {_crs_label(pcrs)}, "
+                        f"{col_step:.9g} x {row_step:.9g} {frame.unit_name} per pixel in {frame.label}, "
                         f"geodesic on the ellipsoid, finest over the scene{shape_note}")]
-    factor = _linear_unit_factor(pcrs)
+    if frame.unit_factor is None:
+        raise ValueError(f"{frame.label} has no linear unit")
+    factor = frame.unit_factor
     nominal = Spacing(col_step * factor, row_step * factor, "geotransform",
-                      f"{col_step:.9g} x {row_step:.9g} {_unit_name(pcrs)} per pixel in {_crs_label(pcrs)}"
+                      f"{col_step:.9g} x {row_step:.9g} {frame.unit_name} per pixel in {frame.label}"
                       f"{'' if factor == 1 else f' (1 unit = {factor:.10g} m)'}{shape_note}")
     out = [nominal]
     try:
-        gx, gy = _ground_spacing(transform, pcrs, width, height)
+        gx, gy = _ground_spacing(transform, frame, width, height)
     except Exception:  # noqa: BLE001 - a projection that cannot be inverted leaves the nominal value
         return out
     if min(gx, gy) < nominal.finest_m * (1.0 - PROJECTION_SCALE_TOLERANCE):
         out.append(Spacing(gx, gy, "geotransform-ground",
-                           f"geodesic ground spacing of the {_crs_label(pcrs)} grid; the projection's "
+                           f"geodesic ground spacing of the {frame.label} grid; the projection's "
                            f"scale makes it finer than the nominal {nominal.finest_m:.6g} m"))
     return out
 
@@ -212,20 +239,6 @@ def gcp_spacing(gcps: Sequence[GroundControlPoint], crs: CRS | None, width: int,
     fitted = from_gcps(list(gcps))
     return [Spacing(s.x_m, s.y_m, "GCP", f"affine fit to {len(gcps)} GCPs; {s.detail}")
             for s in affine_spacing(fitted, crs, width, height)]
-
-
-def _linear_unit_factor(crs: pyproj.CRS) -> float:
-    for axis in crs.axis_info:
-        if axis.unit_conversion_factor:
-            return float(axis.unit_conversion_factor)
-    raise ValueError(f"{_crs_label(crs)} has no linear unit")
-
-
-def _unit_name(crs: pyproj.CRS) -> str:
-    for axis in crs.axis_info:
-        if axis.unit_name:
-            return str(axis.unit_name)
-    return "unit"
 
 
 def _crs_label(crs: pyproj.CRS) -> str:

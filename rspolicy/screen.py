@@ -134,19 +134,22 @@ def _consistency_warnings(product: ProductEvidence) -> list[str]:
     return warnings
 
 
-def iter_screen(paths: Iterable[str | os.PathLike[str]], policy: Policy) -> Iterator[Decision | Skipped]:
+def iter_screen(paths: Iterable[str | os.PathLike[str]], policy: Policy, *,
+                jobs: int = 1) -> Iterator[Decision | Skipped]:
     """Decisions (and skipped non-product files) for every product behind ``paths``.
 
     Package members exist on disk while their decision is being consumed,
     so an action stage can act on ``decision.product.files`` before asking
-    for the next decision.
+    for the next decision. ``jobs`` products are read at once (see
+    :func:`~rspolicy.readers.discover.iter_products`); decisions come in the
+    same order whatever it is.
     """
-    for item in iter_products(paths):
+    for item in iter_products(paths, jobs=jobs):
         yield item if isinstance(item, Skipped) else decide(item, policy)
 
 
 def screen(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
-           policy: Policy | str | os.PathLike[str] | None = None) -> list[Decision]:
+           policy: Policy | str | os.PathLike[str] | None = None, *, jobs: int = 1) -> list[Decision]:
     """Screen products and return one decision per product.
 
     Parameters
@@ -156,6 +159,8 @@ def screen(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     policy
         A loaded :class:`~rspolicy.policy.Policy`, a policy name or file,
         or None for the default (``cnsa-2022``).
+    jobs
+        Products read at once, each in an isolated worker process of its own.
 
     Returns
     -------
@@ -166,5 +171,5 @@ def screen(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     loaded = policy if isinstance(policy, Policy) else load_policy(policy)
-    return [d for d in iter_screen(paths, loaded) if isinstance(d, Decision)]
+    return [d for d in iter_screen(paths, loaded, jobs=jobs) if isinstance(d, Decision)]
 

@@ -15,7 +15,8 @@ run too. The hostile corpus and the kill tests are left out of mutation runs
 (each case runs commands in subprocesses: minutes per mutant); hypothesis runs
 without shrinking (a failing example only has to fail, not be minimal).
 
-Exit status 1 when a mutant survives that :data:`EQUIVALENT` does not explain.
+Exit status 1 when any mutant is left open: it survived and :data:`EQUIVALENT` does not explain it, or it
+was never settled (no test ran it, mutmut did not check it, the check was interrupted).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,12 +52,13 @@ DECISION_PATH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                                   "test_enforce.py")),
     "resample": (("x__exact_in", "x_as_fraction", "x__ceil_fraction", "x__simplest_between",
                   "xǁ_Kernelǁ_finish"), ("test_resample.py", "test_decision_contracts.py")),
-    "enforce": (("x__rescreen", "x__blocked", "x__already_written", "xǁ_Runǁ*"),
-                ("test_enforce.py", "test_enforce_safety.py", "test_enforce_records.py", "test_fail_closed.py",
-                 "test_gate_paths.py", "test_cli_log.py")),
+    "enforce": (("x__blocked", "x__rescreen", "x__stage_one", "x_prepare", "x__completed", "x__prepare_product",
+                 "x__prepare_package", "x__already_written", "xǁOutcomeǁresult", "xǁ_Runǁ*"),
+                ("test_batch.py", "test_enforce.py", "test_enforce_safety.py", "test_enforce_records.py",
+                 "test_fail_closed.py", "test_gate_paths.py", "test_cli_log.py")),
     "records": (("x_pending_releases", "x_release_problems", "x__released_files"),
                 ("test_release_records.py", "test_enforce_safety.py", "test_cli_log.py", "test_enforce.py",
-                 "test_enforce_kill.py", "test_enforce_records.py")),
+                 "test_enforce_records.py")),
     "audit": (("x_verify", "x__check_hash", "x__digest", "x__parse"), ("test_audit.py", "test_cli_log.py")),
 }
 
@@ -166,9 +169,31 @@ def scratch_copy(dest: Path) -> None:
         (dest / "shared").symlink_to(shared)
 
 
+#: Appended to the scratch copy's tests/conftest.py. mutmut runs, against a mutant, only the tests its first
+#: run (``MUTANT_UNDER_TEST=stats``) saw calling the mutated function, and it sees only calls in its own
+#: process: what enforce's isolated workers (forks) run would never be matched with the tests that drive
+#: them. In that first run only, the test process acts as if it were already a worker, so that isolated work
+#: runs in it (commands a test starts in a subprocess are not affected), and tests that end a worker on
+#: purpose (marked ``kills_worker``) are left out; mutants then run with isolation as usual.
+_STATS_IN_PROCESS = """
+
+@pytest.fixture(autouse=True)
+def _mutation_stats_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    if request.node.get_closest_marker("kills_worker"):
+        pytest.skip("ends a worker on purpose: not run in process")
+    import rspolicy.isolation
+
+    monkeypatch.setattr(rspolicy.isolation._state, "in_worker", True)
+"""
+
+
 def run(module: str, workdir: Path, children: int, timeout_multiplier: float) -> dict[str, str]:
     """Mutate one module of the decision path in ``workdir`` (a scratch copy); return mutant name -> status."""
     functions, tests = DECISION_PATH[module]
+    conftest = workdir / "tests" / "conftest.py"
+    conftest.write_text(conftest.read_text(encoding="utf-8") + _STATS_IN_PROCESS, encoding="utf-8")
     shared = ', "shared"' if (workdir / "shared").exists() else ""
     with (workdir / "pyproject.toml").open("a", encoding="utf-8") as fh:
         fh.write(_CONFIG.format(only=f'["rspolicy/{module}.py"]', shared=shared,
@@ -179,8 +204,10 @@ def run(module: str, workdir: Path, children: int, timeout_multiplier: float) ->
     # One BLAS/OpenMP thread: mutmut limits a mutant's CPU time, and idle OpenBLAS threads spinning in a
     # forked test process would spend it and turn a caught mutant into a false timeout.
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    subprocess.run([*mutmut, "run", "--max-children", str(children), *patterns], cwd=workdir, env=env,
-                   stdout=subprocess.DEVNULL, check=False)
+    done = subprocess.run([*mutmut, "run", "--max-children", str(children), *patterns], cwd=workdir, env=env,
+                          stdout=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"mutmut run failed for {module} (exit {done.returncode}); its error is above")
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=workdir, env=env, capture_output=True,
                              text=True, check=True).stdout
     wanted = [re.compile(re.escape(p).replace(r"\*", ".*")) for p in patterns]
@@ -189,38 +216,58 @@ def run(module: str, workdir: Path, children: int, timeout_multiplier: float) ->
         match = _RESULT.match(line)
         if match and any(w.fullmatch(match[1]) for w in wanted):
             statuses[match[1]] = match[3]
-    for name in [n for n, status in statuses.items() if status == "timeout"]:
-        statuses[name] = rerun_without_cpu_limit(name, workdir, tests, env)
+    # Both are settled again by every test file of the module, children at a time:
+    # - a "timeout": mutmut's limit is CPU time estimated from the unchanged run, and tests that spend it in
+    #   subprocesses or threads can pass it without being slow, so a timeout is not evidence until the tests
+    #   have had the time to fail or pass (two minutes; one that still does not finish hangs, and is caught);
+    # - a survivor not shown equivalent: mutmut runs, of the module's tests, only those its statistics saw
+    #   calling the function (see _STATS_IN_PROCESS for what they cannot see); every test file of the
+    #   module is run before a survivor is reported.
+    recheck = {name: status for name, status in statuses.items()
+               if status == "timeout" or (status == "survived" and name not in EQUIVALENT)}
+    with ThreadPoolExecutor(max_workers=children) as pool:
+        results = pool.map(lambda item: rerun_with_every_test(item[0], workdir, tests, env,
+                                                              120 if item[1] == "timeout" else None),
+                           list(recheck.items()))
+        statuses.update(zip(recheck, results, strict=True))
     return statuses
 
 
-def rerun_without_cpu_limit(name: str, workdir: Path, tests: tuple[str, ...], env: dict[str, str]) -> str:
-    """Run one mutant's tests again with no CPU-time limit, only a generous wall-clock one.
+def rerun_with_every_test(name: str, workdir: Path, tests: tuple[str, ...], env: dict[str, str],
+                          hang_seconds: float | None) -> str:
+    """Run every test file of the module against one mutant, with no CPU-time limit.
 
-    mutmut's limit is CPU time estimated from the unchanged run, and tests that spend it in subprocesses
-    or threads can pass it without being slow: a "timeout" is not evidence until the tests have had the
-    time to fail or pass. A run that still does not finish in two minutes hangs, and that is caught.
+    With ``hang_seconds``, a run that does not finish in that time hangs (caught); otherwise it may take
+    up to fifteen minutes, beyond which it is reported as a timeout (left open).
     """
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--hypothesis-profile=mutation",
                *(f"tests/{t}" for t in tests)]
+    # PYTHONPATH: a test that runs ``python -m rspolicy`` in a subprocess imports the mutated tree too.
+    path = os.pathsep.join(filter(None, [str(workdir / "mutants"), env.get("PYTHONPATH")]))
     try:
-        done = subprocess.run(command, cwd=workdir / "mutants", env={**env, "MUTANT_UNDER_TEST": name},
-                              capture_output=True, timeout=120, check=False)
+        done = subprocess.run(command, cwd=workdir / "mutants",
+                              env={**env, "MUTANT_UNDER_TEST": name, "PYTHONPATH": path}, capture_output=True,
+                              timeout=hang_seconds or 900, check=False)
     except subprocess.TimeoutExpired:
-        return "hangs"
+        return "hangs" if hang_seconds else "timeout"
     return "killed" if done.returncode != 0 else "survived"
 
 
+#: Outcomes that settle a mutant: a test failed under it, its tests hung, or it is shown equivalent. Anything
+#: else (survived, no tests, not checked, suspicious, segfault, an interrupted check) leaves it open.
+_SETTLED = frozenset({"killed", "hangs", "equivalent"})
+
+
 def table(statuses: dict[str, str]) -> tuple[str, list[str]]:
-    """The per-module table, and the unexplained survivors."""
+    """The per-module table, and the mutants left open (survivors not shown equivalent, unchecked ones)."""
     per_module: dict[str, Counter[str]] = {}
     unexplained: list[str] = []
     for name, status in sorted(statuses.items()):
         module = name.split(".")[1]
         counts = per_module.setdefault(module, Counter())
         shown = "equivalent" if status == "survived" and name in EQUIVALENT else status
-        if shown == "survived":
-            unexplained.append(name)
+        if shown not in _SETTLED:
+            unexplained.append(f"{name}: {status}")
         counts[shown] += 1
     columns = ["killed", "hangs", "survived", "equivalent", "no tests", "other"]
     lines = [f"{'module':<12} {'mutants':>8} " + " ".join(f"{c:>10}" for c in columns)]
@@ -261,13 +308,16 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+    if not statuses:
+        print("no mutant was run: nothing to report", file=sys.stderr)
+        return 1
     text, unexplained = table(statuses)
     print(text)
     if "hangs" in statuses.values():
         print("\n(hangs: under the mutant the tests did not finish in two minutes, which the unchanged code does: "
               "caught)")
     if unexplained:
-        print(f"\n{len(unexplained)} surviving mutant(s) not shown equivalent:")
+        print(f"\n{len(unexplained)} mutant(s) neither killed nor shown equivalent:")
         for name in unexplained:
             print(f"  {name}")
         print("see one with: mutmut show NAME (in the module's folder under --keep)")

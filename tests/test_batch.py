@@ -38,6 +38,7 @@ from .conftest import SAMPLE_DATA
 
 PAN03 = SAMPLE_DATA / "svn1_pan_0.3m"  # degraded to 0.5 m
 PAN05 = SAMPLE_DATA / "sv1_pan_0.5m"  # released as it is
+PACKAGE = next(SAMPLE_DATA.glob("*.tar.gz"))  # two products: PAN 0.81 m and MSS 3.24 m, both released
 MS2 = SAMPLE_DATA / "gf2_pms1_l1a"  # PAN 0.81 m and MSS 3.24 m: two products, both released
 
 
@@ -205,6 +206,24 @@ def test_a_failure_outranks_a_block_and_is_logged_as_a_failure(tmp_path: Path, m
     assert CliRunner().invoke(cli, ["log", "verify", str(log)]).exit_code == 0
 
 
+def test_each_product_is_charged_the_time_its_work_item_took(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loose product gets its item's time; a package's time is shared by its products (clock under test)."""
+    import types
+
+    import rspolicy.enforce as enforce_module
+
+    monkeypatch.setenv("RSPOLICY_ISOLATION", "off")  # the clock below is read in this process
+    ticks = iter([100.0, 103.0, 200.0, 208.0])
+    monkeypatch.setattr(enforce_module, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    src = tmp_path / "src"
+    shutil.copytree(PAN03, src / "loose")
+    shutil.copy(PACKAGE, src / PACKAGE.name)
+    outcomes = enforce([src], EnforceOptions(tmp_path / "out", load_policy()))
+    seconds = {(Path(o.display).parent.name if "!" not in o.display else "package"): o.seconds for o in outcomes}
+    assert sorted(o.seconds for o in outcomes) == [3.0, 4.0, 4.0]
+    assert seconds["loose"] == 3.0
+
+
 # --- failure isolation ----------------------------------------------------------------------------------------
 
 
@@ -237,6 +256,7 @@ def _crashing_prepare(item: Any, ctx: Any) -> Any:
     return _REAL_PREPARE(item, ctx)
 
 
+@pytest.mark.kills_worker
 def test_a_worker_that_dies_fails_only_its_product(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import rspolicy.enforce as enforce_module
 

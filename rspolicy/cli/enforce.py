@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from rspolicy.audit import iter_records
-from rspolicy.cli.options import json_option, log_options, open_log, policy_option
+from rspolicy.cli.options import jobs_option, json_option, log_options, open_log, policy_option
 from rspolicy.cli.progress import BatchProgress, format_row, progress_mode, summary_lines
 from rspolicy.enforce import (
     EnforceOptions,
@@ -169,8 +169,7 @@ def _row(outcome: Outcome, width: int) -> str:
                    "default: the source's compression).")
 @click.option("--force", is_flag=True, help="Redo products an earlier run completed; replace existing outputs.")
 @click.option("--overwrite", "force_alias", is_flag=True, hidden=True)
-@click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=None,
-              help="Products processed at once, each in a worker process (default: all cores).")
+@jobs_option
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
               help="Threads inside one product (default: cores / jobs).")
 @click.option("--scheduler", default=None, metavar="local|ADDRESS",
@@ -184,7 +183,7 @@ def _row(outcome: Outcome, width: int) -> str:
 @log_options
 @click.pass_context
 def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, policy: Policy, output_format: str,
-                    creation_options: dict[str, str], force: bool, force_alias: bool, jobs: int | None,
+                    creation_options: dict[str, str], force: bool, force_alias: bool, jobs: int,
                     threads: int | None, scheduler: str | None, report_path: Path | None, quiet: bool,
                     as_json: bool, log_path: str | None, recipient: str | None, purpose: str | None,
                     operator: str | None) -> None:
@@ -206,7 +205,6 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     items = work_items(named)
     _check_found(named, typed, items)
     cores = os.cpu_count() or 1
-    jobs = jobs or cores
     opts = EnforceOptions(outdir=outdir, policy=policy, output_format="cog" if output_format == "cog" else "gtiff",
                           force=force or force_alias, threads=threads or max(1, cores // jobs), jobs=jobs,
                           creation_options=creation_options, resume_scope=(recipient or "", purpose or ""))

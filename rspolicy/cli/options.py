@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -18,6 +20,7 @@ __all__ = [
     "cli_config",
     "default_log_path",
     "echo_json",
+    "jobs_option",
     "json_option",
     "log_options",
     "open_log",
@@ -26,6 +29,16 @@ __all__ = [
 ]
 
 _CONFIG_KEY = "rspolicy.config"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def jobs_option(fn: F) -> F:
+    """``-j/--jobs N``: products worked on at once, each in a worker process of its own (default: all cores)."""
+    option = click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=os.cpu_count() or 1,
+                          show_default="all cores",
+                          help="Products worked on at once, each in a worker process of its own.")
+    return option(fn)
 
 
 class OneLineUsageError(click.UsageError):

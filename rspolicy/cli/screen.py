@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from rspolicy.cli.options import echo_json, json_option, log_options, open_log, paths_argument, policy_option
+from rspolicy.cli.options import (
+    echo_json,
+    jobs_option,
+    json_option,
+    log_options,
+    open_log,
+    paths_argument,
+    policy_option,
+)
 from rspolicy.model import Decision, Fact, exit_status
 from rspolicy.policy import Policy
 from rspolicy.readers.discover import Skipped
@@ -53,12 +61,13 @@ def _explain(decision: Decision) -> list[str]:
 @policy_option
 @json_option
 @click.option("--explain", is_flag=True, help="List every piece of evidence and the rule that decided.")
+@jobs_option
 @click.option("--log", "log_path", default=None, metavar="FILE",
               help="Record every decision in this audit log (also done when $RSPOLICY_LOG or the config file "
                    "names one).")
 @log_options
 @click.pass_context
-def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: bool, explain: bool,
+def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: bool, explain: bool, jobs: int,
            log_path: str | None, recipient: str | None, purpose: str | None, operator: str | None) -> None:
     """Read products' metadata (never their pixels) and decide what may leave.
 
@@ -70,7 +79,7 @@ def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: 
     skipped: list[Skipped] = []
     log = open_log(log_path, required=False)
     requester = Requester.current(operator=operator, recipient=recipient, purpose=purpose)
-    for item in iter_screen(paths, policy):
+    for item in iter_screen(paths, policy, jobs=jobs):
         if isinstance(item, Skipped):
             skipped.append(item)
             continue

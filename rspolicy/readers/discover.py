@@ -13,11 +13,14 @@ with a *problem*, which the decision stage blocks.
 
 from __future__ import annotations
 
+import collections
 import os
+import queue
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 
 from affine import Affine
@@ -25,7 +28,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.rpc import RPC
 
 from rspolicy.errors import ProductReadError
-from rspolicy.isolation import IsolationError, run_isolated
+from rspolicy.isolation import IsolationError, isolation_enabled, run_isolated, shutdown
 from rspolicy.model import Evidence, Fact, ProductEvidence, Withheld
 from rspolicy.readers.browse import browse_size
 from rspolicy.readers.cbers import is_cbers_root, read_cbers_sidecar
@@ -228,21 +231,43 @@ def sidecar_reader(path: Path) -> SidecarReader | None:
     return None
 
 
-def read_product(files: ProductFiles, label: Callable[[Path], str]) -> ProductEvidence:
+def read_product(files: ProductFiles, label: Callable[[Path], str], *, lane: int = 0) -> ProductEvidence:
     """Read every file of a product into evidence; failures become problems.
 
     The reading runs in rspolicy's isolated worker process
-    (:mod:`rspolicy.isolation`): hostile bytes reach GDAL, libtiff and HDF5
-    there, and a hang or a crash ends only this product, as a problem that
-    blocks it.
+    (:mod:`rspolicy.isolation`), on ``lane``: hostile bytes reach GDAL,
+    libtiff and HDF5 there, and a hang or a crash ends only this product, as
+    a problem that blocks it.
     """
     labels = {f: label(f) for f in (files.main, *files.sidecars)}
     try:
-        return run_isolated(read_product_here, files, labels)
+        return run_isolated(read_product_here, files, labels, lane=lane)
     except IsolationError as exc:
         return ProductEvidence(path=files.display, raster=files.main, files=(files.main,), evidence=(),
                                problems=(f"{files.display}: reading the product {exc}; blocked",),
                                labels=(files.display,))
+
+
+def read_products(products: Sequence[FoundProduct], *, lane: int = 0) -> list[ProductEvidence]:
+    """:func:`read_product` for several products in one round trip to the isolated worker.
+
+    A round trip costs about as much as reading a small product, so many
+    small products are read a few at a time. Isolation still ends at the
+    product: when the shared call fails (a crash, a hang, memory), each
+    product is read again on its own, and only the one that fails again is
+    blocked.
+    """
+    if len(products) == 1:
+        return [read_product(products[0].files, products[0].label, lane=lane)]
+    batch = [(p.files, {f: p.label(f) for f in (p.files.main, *p.files.sidecars)}) for p in products]
+    try:
+        return run_isolated(_read_products_here, batch, lane=lane)
+    except IsolationError:
+        return [read_product(p.files, p.label, lane=lane) for p in products]
+
+
+def _read_products_here(batch: Sequence[tuple[ProductFiles, Mapping[Path, str]]]) -> list[ProductEvidence]:
+    return [read_product_here(files, labels) for files, labels in batch]
 
 
 def _claimed_kind(sidecar: Path) -> CompanionKind:
@@ -513,6 +538,7 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundProduct |
     named = list(paths)
     root = mirror_root([p for p in named if os.path.lexists(p)])
     seen: set[tuple[int, int] | str] = set()
+    folders: dict[Path, _FolderGroups] = {}
 
     def first_time(path: Path) -> bool:
         try:
@@ -550,7 +576,7 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundProduct |
             if first_time(path):
                 yield FoundPackage(path, display, _dest(root, path))
         else:
-            for item in _from_single_file(path, display, root):
+            for item in _from_single_file(path, display, root, folders):
                 if isinstance(item, FoundProduct) and not first_time(item.files.main):
                     continue
                 yield item
@@ -560,7 +586,7 @@ def _dest(root: Path, package: Path) -> PurePath:
     return PurePath(Path(os.path.abspath(package)).relative_to(root))
 
 
-def iter_products(paths: Iterable[str | os.PathLike[str]]) -> Iterator[ProductEvidence | Skipped]:
+def iter_products(paths: Iterable[str | os.PathLike[str]], *, jobs: int = 1) -> Iterator[ProductEvidence | Skipped]:
     """Products (and skipped files) behind the paths a user named.
 
     Paths may be image files, sidecars (the product they describe is
@@ -568,19 +594,112 @@ def iter_products(paths: Iterable[str | os.PathLike[str]]) -> Iterator[ProductEv
     members exist on disk, in a private temporary directory, from the moment
     its first product is yielded until the generator moves past its last.
 
+    Parameters
+    ----------
+    paths
+        What to screen.
+    jobs
+        Products read at once, each in an isolated worker of its own (lanes
+        1..jobs); the order of what is yielded does not depend on it. With
+        isolation off (``RSPOLICY_ISOLATION=off``) products are read one
+        after another in this process.
+
     Yields
     ------
     ProductEvidence or Skipped
         In the order the paths were given; within a directory or package,
         sorted by name.
     """
-    for item in discover(paths):
+    found = list(discover(paths))
+    products = sum(isinstance(item, FoundProduct) for item in found)
+    parallel = jobs > 1 and isolation_enabled()
+    lanes = jobs if parallel else 1
+    # A few round trips per lane at least, so that every lane has work; at most MAX_READ_BATCH products per trip.
+    size = max(1, min(MAX_READ_BATCH, products // (4 * lanes)))
+    units = _batched(found, size)
+    if not parallel:
+        for unit in units:
+            if isinstance(unit, list):
+                yield from read_products(unit)
+            elif isinstance(unit, FoundPackage):
+                yield from _from_package(unit.path, unit.display)
+            else:
+                yield unit
+        return
+    yield from _read_ahead(units, jobs)
+
+
+#: The most products one round trip to an isolated worker reads (see :func:`read_products`).
+MAX_READ_BATCH = 16
+
+
+def _batched(found: Iterable[FoundProduct | FoundPackage | ProductEvidence | Skipped],
+             size: int) -> Iterator[list[FoundProduct] | FoundPackage | ProductEvidence | Skipped]:
+    """Runs of up to ``size`` consecutive products as lists; everything else as it comes, in order."""
+    run: list[FoundProduct] = []
+    for item in found:
         if isinstance(item, FoundProduct):
-            yield read_product(item.files, item.label)
-        elif isinstance(item, FoundPackage):
-            yield from _from_package(item.path, item.display)
+            run.append(item)
+            if len(run) < size:
+                continue
+            yield run
+            run = []
         else:
+            if run:
+                yield run
+                run = []
             yield item
+    if run:
+        yield run
+
+
+def _read_ahead(units: Iterator[list[FoundProduct] | FoundPackage | ProductEvidence | Skipped],
+                jobs: int) -> Iterator[ProductEvidence | Skipped]:
+    """Runs of products read ``jobs`` at a time (a few more queued), yielded in discovery order.
+
+    A package's members live only while its generator runs, so a package
+    drains what is queued before it and is read in order on lane 0.
+    """
+    free_lanes: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for number in range(1, jobs + 1):
+        free_lanes.put(number)
+
+    def read(run: list[FoundProduct]) -> list[ProductEvidence]:
+        lane = free_lanes.get()
+        try:
+            return read_products(run, lane=lane)
+        finally:
+            free_lanes.put(lane)
+
+    pending: collections.deque[Future[list[ProductEvidence]] | ProductEvidence | Skipped] = collections.deque()
+
+    def oldest() -> Iterator[ProductEvidence | Skipped]:
+        head = pending.popleft()
+        if isinstance(head, Future):
+            yield from head.result()
+        else:
+            yield head
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="rspolicy-read")
+    try:
+        for unit in units:
+            if isinstance(unit, FoundPackage):
+                while pending:
+                    yield from oldest()
+                yield from _from_package(unit.path, unit.display)
+                continue
+            pending.append(pool.submit(read, unit) if isinstance(unit, list) else unit)
+            # Bounded read-ahead: enough to keep every lane busy while the consumer works on the oldest.
+            while len(pending) > 2 * jobs:
+                yield from oldest()
+        while pending:
+            yield from oldest()
+    finally:
+        # Closed early (an interrupt, a consumer that stops): queued reads are dropped, and the lanes' workers
+        # are killed before waiting, so a read stuck on a hostile file does not hold the caller for its limit.
+        pool.shutdown(wait=False, cancel_futures=True)
+        shutdown(lanes=range(1, jobs + 1))
+        pool.shutdown(wait=True)
 
 
 def _from_package(path: Path, display: str) -> Iterator[ProductEvidence | Skipped]:
@@ -602,14 +721,40 @@ def _from_package(path: Path, display: str) -> Iterator[ProductEvidence | Skippe
         yield unreadable(display, exc.problem, path)
 
 
-def _from_single_file(path: Path, display: str, root: Path) -> Iterator[FoundProduct | ProductEvidence]:
-    """The product a single named file belongs to (itself, or the image it describes)."""
-    siblings = [f for f in path.parent.iterdir() if special_file_kind(f) is None] if path.parent.is_dir() else [path]
+@dataclass(frozen=True)
+class _FolderGroups:
+    """The products of one folder, indexed by the files that name them (grouped once per folder)."""
+
+    by_image: Mapping[Path, ProductFiles]
+    by_sidecar: Mapping[Path, tuple[ProductFiles, ...]]
+
+    @classmethod
+    def of(cls, folder: Path, named: Path) -> _FolderGroups:
+        siblings = [f for f in folder.iterdir() if special_file_kind(f) is None] if folder.is_dir() else [named]
+        products, _ = group_files(siblings, display_name)
+        by_sidecar: dict[Path, list[ProductFiles]] = {}
+        for product in products:
+            for sidecar in product.sidecars:
+                by_sidecar.setdefault(sidecar, []).append(product)
+        return cls({p.main: p for p in products}, {k: tuple(v) for k, v in by_sidecar.items()})
+
+
+def _from_single_file(path: Path, display: str, root: Path,
+                      folders: dict[Path, _FolderGroups]) -> Iterator[FoundProduct | ProductEvidence]:
+    """The product a single named file belongs to (itself, or the image it describes).
+
+    ``folders`` caches each folder's grouping, so naming every file of a
+    folder of thousands of products one by one stays linear.
+    """
+    groups = folders.get(path.parent)
+    if groups is None:
+        groups = folders[path.parent] = _FolderGroups.of(path.parent, path)
     label = _SiblingLabel(path, display)
-    products, _ = group_files(siblings, label)
-    owners = [p for p in products if p.main == path] if _is_image(path) else \
-        [p for p in products if path in p.sidecars]
+    if _is_image(path):
+        owners: tuple[ProductFiles, ...] = (groups.by_image[path],) if path in groups.by_image else ()
+    else:
+        owners = groups.by_sidecar.get(path, ())
     for owner in owners:
-        yield FoundProduct(owner, label, root)
+        yield FoundProduct(replace(owner, display=label(owner.main)), label, root)
     if not owners:
         yield unreadable(display, f"not a product: {_skip_reason(path)}", path)

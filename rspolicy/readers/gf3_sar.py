@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
-from shapely.geometry import Polygon
-
 from rspolicy.errors import ProductReadError
 from rspolicy.model import Evidence, Fact, ProductClass, Strength
 from rspolicy.readers.xmlutil import (
@@ -366,6 +364,8 @@ def corners_to_wkt(points: Sequence[tuple[float, float]], path: Path, field: str
         # antimeridian, and the ring is drawn on the 0..360 side instead.
         points = [(lon + 360.0 if lon < 0 else lon, lat) for lon, lat in points]
         detail += "; crosses the antimeridian, longitudes given in 0..360"
+    from shapely.geometry import Polygon  # noqa: PLC0415 - only SAR corners need it (30 ms to import)
+
     polygon = Polygon(points)
     if not polygon.is_valid or polygon.area == 0:
         return None, f"<{field}> corners do not form a simple polygon: no footprint"

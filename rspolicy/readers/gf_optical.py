@@ -19,8 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
-from shapely.geometry import Polygon
-
 from rspolicy.errors import ProductReadError
 from rspolicy.model import Evidence, Fact, ProductClass, Strength
 from rspolicy.readers.xmlutil import (
@@ -171,4 +169,6 @@ def _footprint(text: Callable[[str], str | None], path: Path) -> str | None:
         if lat is None or lon is None:
             return None
         points.append((lon, lat))
+    from shapely.geometry import Polygon  # noqa: PLC0415 - only footprints need it (30 ms to import)
+
     return str(Polygon(points).wkt)

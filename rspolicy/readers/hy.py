@@ -22,9 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
-import shapely
-from shapely.geometry import Polygon
-
 from rspolicy.errors import ProductReadError
 from rspolicy.model import Evidence, Fact
 from rspolicy.readers.hdf5 import normalise_satellite, sensor_info
@@ -238,7 +235,9 @@ def _footprint(root: Element, path: Path, source: str) -> list[Evidence]:
     if missing:
         return [Evidence(Fact.INFO, ",".join(missing), source, "corners",
                          "corner coordinates missing for these corners: no footprint")]
-    polygon = Polygon(points)
+    import shapely  # noqa: PLC0415 - only footprints need it (30 ms to import)
+
+    polygon = shapely.Polygon(points)
     detail = "lon/lat polygon TopLeft, TopRight, BottomRight, BottomLeft"
     if not polygon.is_valid or polygon.area == 0:
         detail += "; the corners do not form a simple polygon"

@@ -15,10 +15,10 @@ The gate needs two things from a TIFF before it lets one leave byte for byte:
 
 Only headers, IFDs and offset tables are read, never pixels, with bounded reads
 (``os.pread``) and vectorised interval accounting, so a 27620-strip scene
-inspects in about a millisecond. :mod:`tifffile` decides whether the file is a
-TIFF at all; the IFDs are then walked here, entry by entry, because tifffile
-silently drops entries it cannot use and those are exactly the ones the gate
-must see.
+inspects in about a millisecond. The IFDs are walked here, entry by entry,
+rather than through :mod:`tifffile`, because tifffile silently drops entries it
+cannot use and those are exactly the ones the gate must see; tifffile's table
+names the tags in messages.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import tifffile
 
 from rspolicy.errors import ProductReadError
 
@@ -272,7 +271,7 @@ class _Walker:
         self.fd = fd
         self.size = size
         order = header[:2]
-        if order not in (b"II", b"MM"):  # tifffile accepted it, but only these two are TIFF
+        if order not in (b"II", b"MM"):
             raise ProductReadError(path, "not a TIFF: unknown byte order")
         self.bo = "<" if order == b"II" else ">"
         version = struct.unpack(self.bo + "H", header[2:4])[0]
@@ -544,5 +543,7 @@ class _Walker:
 
 
 def _tag_name(code: int) -> str:
+    import tifffile  # noqa: PLC0415 - only a message about a damaged file needs its table (30 ms to import)
+
     name = tifffile.TIFF.TAGS.get(code, None)
     return f"{code} ({name})" if name else str(code)
