@@ -5,6 +5,7 @@ Outside CI (it takes tens of minutes on two cores). Run from the repository root
     python scripts/mutation.py                 # the whole decision path
     python scripts/mutation.py policy screen   # only these entries of DECISION_PATH
     python scripts/mutation.py --keep DIR      # leave the scratch copies (mutants, mutmut's cache) in DIR/MODULE
+    python scripts/mutation.py --keep DIR --collect enforce   # report a kept run again (settling what is open)
 
 mutmut changes one thing at a time in a function (an operator, a constant, a
 comparison, a returned value) and runs the tests that call that function; a
@@ -96,8 +97,9 @@ EQUIVALENT: dict[str, str] = {
        "drops the decided-class hint from the re-screen: a degraded or rebuilt output carries the same class in "
        "its RSPOLICY_PRODUCT_CLASS tag, and a copied one is the input's own bytes, so the class is found anyway"
        for n in (20, 25)},
-    **{f"rspolicy.enforce.xǁ_Runǁfiles_commit__mutmut_{n}":
-       "drops `strict=True` from a zip of lists built from one list, always of one length" for n in (8, 12, 13)},
+    "rspolicy.enforce.x__blocked__mutmut_4":
+        "`deciding_reason=None` for the reason just appended: Decision.why (its only reader) then falls back to "
+        "the last reason, which is that same reason",
     **{f"rspolicy.degrade.x_plan_degrade__mutmut_{n}":
        "`>= 0` for `> 0` on a planned spacing: a zero spacing never gets here (readers refuse spacings under 1 mm "
        "and the decision blocks non-positive resolution evidence)" for n in (62, 64)},
@@ -189,9 +191,19 @@ def _mutation_stats_in_process(request: pytest.FixtureRequest, monkeypatch: pyte
 """
 
 
+#: One BLAS/OpenMP thread: mutmut limits a mutant's CPU time, and idle OpenBLAS threads spinning in a forked
+#: test process would spend it and turn a caught mutant into a false timeout.
+_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _patterns(module: str) -> list[str]:
+    return [f"rspolicy.{module}.{f}__mutmut_*" if f != "*" else f"rspolicy.{module}.*"
+            for f in DECISION_PATH[module][0]]
+
+
 def run(module: str, workdir: Path, children: int, timeout_multiplier: float) -> dict[str, str]:
     """Mutate one module of the decision path in ``workdir`` (a scratch copy); return mutant name -> status."""
-    functions, tests = DECISION_PATH[module]
+    tests = DECISION_PATH[module][1]
     conftest = workdir / "tests" / "conftest.py"
     conftest.write_text(conftest.read_text(encoding="utf-8") + _STATS_IN_PROCESS, encoding="utf-8")
     shared = ', "shared"' if (workdir / "shared").exists() else ""
@@ -199,49 +211,67 @@ def run(module: str, workdir: Path, children: int, timeout_multiplier: float) ->
         fh.write(_CONFIG.format(only=f'["rspolicy/{module}.py"]', shared=shared,
                                 tests=repr([f"tests/{t}" for t in tests]).replace("'", '"'),
                                 timeout_multiplier=timeout_multiplier))
-    patterns = [f"rspolicy.{module}.{f}__mutmut_*" if f != "*" else f"rspolicy.{module}.*" for f in functions]
-    mutmut = [sys.executable, "-m", "mutmut"]
-    # One BLAS/OpenMP thread: mutmut limits a mutant's CPU time, and idle OpenBLAS threads spinning in a
-    # forked test process would spend it and turn a caught mutant into a false timeout.
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*mutmut, "run", "--max-children", str(children), *patterns], cwd=workdir, env=env,
-                          stdout=subprocess.DEVNULL, check=False)
+    env = {**os.environ, **_ENV}
+    done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children),
+                           *_patterns(module)], cwd=workdir, env=env, stdout=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
         raise SystemExit(f"mutmut run failed for {module} (exit {done.returncode}); its error is above")
-    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=workdir, env=env, capture_output=True,
-                             text=True, check=True).stdout
-    wanted = [re.compile(re.escape(p).replace(r"\*", ".*")) for p in patterns]
+    return collect(module, workdir, children)
+
+
+def collect(module: str, workdir: Path, children: int) -> dict[str, str]:
+    """The statuses of a finished mutmut run in ``workdir``, timeouts and survivors settled (see :func:`settle`)."""
+    env = {**os.environ, **_ENV}
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=workdir, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    wanted = [re.compile(re.escape(p).replace(r"\*", ".*")) for p in _patterns(module)]
     statuses = {}
     for line in listing.splitlines():
         match = _RESULT.match(line)
         if match and any(w.fullmatch(match[1]) for w in wanted):
             statuses[match[1]] = match[3]
-    # Both are settled again by every test file of the module, children at a time:
-    # - a "timeout": mutmut's limit is CPU time estimated from the unchanged run, and tests that spend it in
-    #   subprocesses or threads can pass it without being slow, so a timeout is not evidence until the tests
-    #   have had the time to fail or pass (two minutes; one that still does not finish hangs, and is caught);
-    # - a survivor not shown equivalent: mutmut runs, of the module's tests, only those its statistics saw
-    #   calling the function (see _STATS_IN_PROCESS for what they cannot see); every test file of the
-    #   module is run before a survivor is reported.
+    return settle(statuses, workdir, DECISION_PATH[module][1], env, children)
+
+
+def settle(statuses: dict[str, str], workdir: Path, tests: tuple[str, ...], env: dict[str, str],
+           children: int) -> dict[str, str]:
+    """Run timed-out mutants and unexplained survivors again, ``children`` at a time; their final statuses.
+
+    - A "timeout": mutmut's limit is CPU time estimated from the unchanged run, and tests that spend it in
+      subprocesses or threads can pass it without being slow, so a timeout is not evidence until the
+      mutant's own tests have had the time to fail or pass (five minutes with no CPU limit; one that still
+      does not finish hangs, and is caught).
+    - A survivor not shown equivalent: mutmut runs, of the module's tests, only those its statistics saw
+      calling the function (see _STATS_IN_PROCESS for what they cannot see); every test file of the module
+      is run before a survivor is reported.
+    """
     recheck = {name: status for name, status in statuses.items()
                if status == "timeout" or (status == "survived" and name not in EQUIVALENT)}
+
+    def again(name: str) -> str:
+        if recheck[name] == "timeout":
+            return rerun(name, workdir, tests_for(name, workdir, env), env, hang_seconds=300)
+        return rerun(name, workdir, tuple(f"tests/{t}" for t in tests), env, hang_seconds=None)
+
     with ThreadPoolExecutor(max_workers=children) as pool:
-        results = pool.map(lambda item: rerun_with_every_test(item[0], workdir, tests, env,
-                                                              120 if item[1] == "timeout" else None),
-                           list(recheck.items()))
-        statuses.update(zip(recheck, results, strict=True))
-    return statuses
+        return {**statuses, **dict(zip(recheck, pool.map(again, list(recheck)), strict=True))}
 
 
-def rerun_with_every_test(name: str, workdir: Path, tests: tuple[str, ...], env: dict[str, str],
-                          hang_seconds: float | None) -> str:
-    """Run every test file of the module against one mutant, with no CPU-time limit.
+def tests_for(name: str, workdir: Path, env: dict[str, str]) -> tuple[str, ...]:
+    """The tests mutmut runs against one mutant (its statistics' choice)."""
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "tests-for-mutant", name], cwd=workdir, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    return tuple(line.strip() for line in listing.splitlines() if line.strip().startswith("tests/"))
 
-    With ``hang_seconds``, a run that does not finish in that time hangs (caught); otherwise it may take
-    up to fifteen minutes, beyond which it is reported as a timeout (left open).
+
+def rerun(name: str, workdir: Path, tests: tuple[str, ...], env: dict[str, str], hang_seconds: float | None) -> str:
+    """Run ``tests`` (files or test ids) against one mutant, with no CPU-time limit.
+
+    With ``hang_seconds``, a run that does not finish in that time hangs (caught); otherwise it may take up
+    to fifteen minutes, beyond which it is reported as a timeout (left open).
     """
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--hypothesis-profile=mutation",
-               *(f"tests/{t}" for t in tests)]
+               *tests]
     # PYTHONPATH: a test that runs ``python -m rspolicy`` in a subprocess imports the mutated tree too.
     path = os.pathsep.join(filter(None, [str(workdir / "mutants"), env.get("PYTHONPATH")]))
     try:
@@ -286,18 +316,27 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help=f"entries of DECISION_PATH (default: all of {', '.join(DECISION_PATH)})")
     parser.add_argument("--keep", type=Path, help="use this (new) folder for the scratch copies and keep it")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing new: report (and settle) the runs already in the --keep folder")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants run at once")
-    parser.add_argument("--timeout-multiplier", type=float, default=2.0,
-                        help="mutmut's timeout_multiplier (default 2: a mutant's tests may run 4x as long)")
+    parser.add_argument("--timeout-multiplier", type=float, default=4.0,
+                        help="mutmut's timeout_multiplier (default 4: a mutant's tests may run 8x as long)")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in DECISION_PATH]
     if unknown:
         parser.error(f"not in DECISION_PATH: {', '.join(unknown)}")
     selected = list(args.modules or DECISION_PATH)
+    if args.collect:
+        if not args.keep:
+            parser.error("--collect needs --keep DIR")
+        statuses = {}
+        for module in selected:
+            statuses.update(collect(module, args.keep / module, args.children))
+        return report(statuses)
     root = args.keep or Path(tempfile.mkdtemp(prefix="rspolicy-mutation-"))
     if args.keep:
         root.mkdir(parents=True, exist_ok=False)
-    statuses: dict[str, str] = {}
+    statuses = {}
     try:
         for module in selected:
             # One scratch copy per module: mutmut's configuration (what to mutate, which tests) is per tree.
@@ -308,13 +347,18 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+    return report(statuses)
+
+
+def report(statuses: dict[str, str]) -> int:
+    """Print the table and the mutants left open; exit status 1 when any is."""
     if not statuses:
         print("no mutant was run: nothing to report", file=sys.stderr)
         return 1
     text, unexplained = table(statuses)
     print(text)
     if "hangs" in statuses.values():
-        print("\n(hangs: under the mutant the tests did not finish in two minutes, which the unchanged code does: "
+        print("\n(hangs: under the mutant its tests did not finish in five minutes, which the unchanged code does: "
               "caught)")
     if unexplained:
         print(f"\n{len(unexplained)} mutant(s) neither killed nor shown equivalent:")

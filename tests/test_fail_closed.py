@@ -124,6 +124,53 @@ def test_an_existing_output_package_is_not_replaced(tmp_path: Path) -> None:
     assert (out / package.name).read_bytes() == b"an earlier delivery" and len(_files(out)) == 1
 
 
+def test_an_output_package_this_log_released_is_replaced_when_its_input_changed(tmp_path: Path) -> None:
+    """Not a skip (the input changed), not someone else's file (this log released it unchanged): replaced."""
+    package = _pan_package(tmp_path)
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    first = _invoke("enforce", "--json", str(package), "-o", str(out), "--log", str(log))
+    assert first.exit_code == 0 and [d["outcome"] for d in _decisions(first)] == ["degraded"]
+    xml = next(PAN03.glob("*.xml"))
+    _package(package, {f"d/{next(PAN03.glob('*.tiff')).name}": next(PAN03.glob("*.tiff")),
+                       f"d/{xml.name}": xml.read_bytes() + b"\n"})
+    again = _invoke("enforce", "--json", str(package), "-o", str(out), "--log", str(log))
+    assert again.exit_code == 0, again.output
+    assert [d["outcome"] for d in _decisions(again)] == ["degraded"]
+    assert CliRunner().invoke(cli, ["log", "verify", str(log)]).exit_code == 0
+
+
+def test_an_existing_output_package_fails_only_the_members_that_would_have_left(tmp_path: Path) -> None:
+    """A member the policy blocks stays blocked (a policy decision); the ones that would have left failed."""
+    tiff = next(PAN03.glob("*.tiff"))
+    xml = next(PAN03.glob("*.xml"))
+    package = _package(tmp_path / "delivery.tar.gz", {f"d/{tiff.name}": tiff, f"d/{xml.name}": xml,
+                                                      "d/mystery.tif": b"not a tiff at all"})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / package.name).write_bytes(b"an earlier delivery")
+    result = _invoke("enforce", "--json", str(package), "-o", str(out), "--log", str(tmp_path / "log.jsonl"))
+    outcomes = {d["path"].rsplit("/", 1)[-1]: d for d in _decisions(result)}
+    assert outcomes["mystery.tif"]["outcome"] == "blocked"
+    assert "output package exists" not in outcomes["mystery.tif"]["reason"]
+    assert outcomes[tiff.name]["outcome"] == "failed" and "output package exists" in outcomes[tiff.name]["reason"]
+    assert result.exit_code == 1
+
+
+def test_a_package_that_cannot_be_moved_into_place_names_the_package(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from rspolicy.enforce import OutputFolder
+
+    def refuse(self: OutputFolder, src: Path, rel: Any) -> None:
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(OutputFolder, "place", refuse)  # the parent places files: patched here, it refuses
+    package = _pan_package(tmp_path)
+    out = tmp_path / "out"
+    result = _invoke("enforce", str(package), "-o", str(out), "--log", str(tmp_path / "log.jsonl"))
+    assert result.exit_code == 1
+    assert f"{out / package.name}: recorded but could not be moved into place (Permission denied)" in result.output
+
+
 def test_a_package_with_no_image_is_blocked_and_writes_nothing(tmp_path: Path) -> None:
     package = _package(tmp_path / "empty.tar.gz", {"d/readme.txt": b"no image here"})
     out = tmp_path / "out"
@@ -192,6 +239,12 @@ def test_a_shared_sidecar_conflict_among_loose_files_blocks_the_second(tmp_path:
     decisions = {d["path"].rsplit("/", 1)[-1]: d for d in _decisions(result)}
     assert decisions[hh]["action"] == "resample" and decisions[hv]["action"] == "block"
     assert "shared with another product" in decisions[hv]["reasons"][-1]
+    # The enforce-time refusal is what decided: it is the reason shown and recorded, and nothing is targeted.
+    assert "shared with another product" in decisions[hv]["reason"]
+    assert decisions[hv]["target_gsd_m"] is None
+    [record] = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
+                if r.get("input", {}).get("path", "").endswith(hv)]
+    assert "shared with another product" in record["result"]["why"]
     assert not list(out.rglob(hv))
 
 
