@@ -171,17 +171,18 @@ def scratch_copy(dest: Path) -> None:
         (dest / "shared").symlink_to(shared)
 
 
-#: Appended to the scratch copy's tests/conftest.py. mutmut runs, against a mutant, only the tests its first
-#: run (``MUTANT_UNDER_TEST=stats``) saw calling the mutated function, and it sees only calls in its own
-#: process: what enforce's isolated workers (forks) run would never be matched with the tests that drive
-#: them. In that first run only, the test process acts as if it were already a worker, so that isolated work
-#: runs in it (commands a test starts in a subprocess are not affected), and tests that end a worker on
-#: purpose (marked ``kills_worker``) are left out; mutants then run with isolation as usual.
+#: Appended to the scratch copy's tests/conftest.py. mutmut mutates only lines its coverage pass saw run
+#: (``MUTANT_UNDER_TEST=mutant_generation``), and runs against a mutant only the tests its statistics pass
+#: (``stats``) saw calling the mutated function; both see only their own process, so what enforce's isolated
+#: workers (forks) run would be left unmutated or never matched with the tests that drive it. In those two
+#: passes only, the test process acts as if it were already a worker, so that isolated work runs in it
+#: (commands a test starts in a subprocess are not affected), and tests that end a worker on purpose
+#: (marked ``kills_worker``) are left out; mutants then run with isolation as usual.
 _STATS_IN_PROCESS = """
 
 @pytest.fixture(autouse=True)
 def _mutation_stats_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+    if os.environ.get("MUTANT_UNDER_TEST") not in ("stats", "mutant_generation"):
         return
     if request.node.get_closest_marker("kills_worker"):
         pytest.skip("ends a worker on purpose: not run in process")
@@ -360,13 +361,25 @@ def report(statuses: dict[str, str]) -> int:
     if "hangs" in statuses.values():
         print("\n(hangs: under the mutant its tests did not finish in five minutes, which the unchanged code does: "
               "caught)")
+    # An explanation in EQUIVALENT that a test contradicts is wrong (or the test is flaky): either way it must
+    # be looked at. One naming a mutant the run did not make follows code that has changed since.
+    modules = {name.split(".")[1] for name in statuses}
+    contradicted = sorted(n for n in EQUIVALENT if statuses.get(n) in ("killed", "hangs"))
+    stale = sorted(n for n in EQUIVALENT if n.split(".")[1] in modules and n not in statuses)
+    if stale:
+        print(f"\n{len(stale)} EQUIVALENT entr(ies) name no mutant of this run (the code moved; check them):")
+        for name in stale:
+            print(f"  {name}")
+    if contradicted:
+        print(f"\n{len(contradicted)} mutant(s) explained as equivalent were killed (the explanation is wrong):")
+        for name in contradicted:
+            print(f"  {name}: {statuses[name]}")
     if unexplained:
         print(f"\n{len(unexplained)} mutant(s) neither killed nor shown equivalent:")
         for name in unexplained:
             print(f"  {name}")
         print("see one with: mutmut show NAME (in the module's folder under --keep)")
-        return 1
-    return 0
+    return 1 if unexplained or contradicted else 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from .conftest import REPO
 
 
@@ -36,3 +38,41 @@ def test_the_mutation_script_names_modules_and_tests_that_exist() -> None:
         missing = [t for t in tests if not (REPO / "tests" / t).is_file()]
         assert not missing, (module, missing)
     assert all(name.startswith("rspolicy.") and why for name, why in script["EQUIVALENT"].items())
+
+
+def _defined(module: str, mangled: str) -> bool:
+    """Whether mutmut's name for a function (``x_name``, ``xǁClassǁmethod``, ``xǁClassǁ*``) names real code."""
+    import ast
+
+    tree = ast.parse((REPO / "rspolicy" / f"{module}.py").read_text(encoding="utf-8"))
+    if mangled == "*":
+        return True
+    if mangled.startswith("xǁ"):
+        cls, method = mangled[2:].split("ǁ")
+        return any(isinstance(node, ast.ClassDef) and node.name == cls and (method == "*" or any(
+            isinstance(item, ast.FunctionDef) and item.name == method for item in node.body)) for node in tree.body)
+    return any(isinstance(node, ast.FunctionDef) and node.name == mangled[2:] for node in tree.body)
+
+
+def test_the_mutation_script_names_functions_that_exist() -> None:
+    """A renamed function must not silently drop out of the mutation run (mutmut would mutate nothing)."""
+    import runpy
+
+    script = runpy.run_path(str(REPO / "scripts" / "mutation.py"), run_name="mutation")
+    missing = [(module, f) for module, (functions, _) in script["DECISION_PATH"].items() for f in functions
+               if not _defined(module, f)]
+    assert not missing
+
+
+def test_the_mutation_report_fails_on_anything_left_open(capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    script = runpy.run_path(str(REPO / "scripts" / "mutation.py"), run_name="mutation")
+    report, equivalent = script["report"], next(iter(script["EQUIVALENT"]))
+    assert report({"rspolicy.policy.x_a__mutmut_1": "killed", "rspolicy.policy.x_a__mutmut_2": "hangs"}) == 0
+    assert report({equivalent: "survived"}) == 0
+    for status in ("survived", "no tests", "not checked", "timeout", "segfault"):
+        assert report({"rspolicy.policy.x_a__mutmut_1": status}) == 1, status
+    assert report({equivalent: "killed"}) == 1  # an explanation a test contradicts
+    assert report({}) == 1
+    assert "explained as equivalent were killed" in capsys.readouterr().out
