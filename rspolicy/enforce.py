@@ -640,7 +640,7 @@ def _failure_text(path: str, exc: BaseException) -> str:
     return f"{path}: {type(exc).__name__}: {exc}"
 
 
-def _stage_one(decision: Decision, product: ProductEvidence, ctx: WorkContext, stage: Path,
+def _stage_one(decision: Decision, ctx: WorkContext, stage: Path,
                rel: Callable[[Path], Path], inputs: tuple[FileDigest, ...], final: Callable[[PurePath], str],
                durable: bool) -> _Staged:
     """Stage, re-screen, hash (and flush) one allowed or degraded product. Never raises for the product."""
@@ -739,7 +739,7 @@ def _prepare_product(item: FoundProduct, ctx: WorkContext) -> Prepared:
     except OSError as exc:
         return Prepared((_Staged(Outcome(decision, inputs=inputs, key=key, bytes_in=bytes_in,
                                          failure=f"{_failure_text(decision.path, exc)}; nothing was written")),))
-    staged = _stage_one(decision, product, ctx, stage, rel, inputs, lambda r: os.fspath(ctx.root / r), durable=True)
+    staged = _stage_one(decision, ctx, stage, rel, inputs, lambda r: os.fspath(ctx.root / r), durable=True)
     if not staged.moves:
         shutil.rmtree(stage, ignore_errors=True)
         stage = None  # type: ignore[assignment]
@@ -786,7 +786,7 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
                     outcomes.append(Outcome(decision, inputs=inputs))
                     continue
                 with tempfile.TemporaryDirectory(dir=stage) as member_stage:
-                    staged = _stage_one(decision, product, ctx, Path(member_stage), _rel_to(root), inputs,
+                    staged = _stage_one(decision, ctx, Path(member_stage), _rel_to(root), inputs,
                                         lambda r: f"{final}!{r.as_posix()}", durable=False)
                     outcome = staged.outcome
                     # _stage_one lists the moves and the outputs in the same order, one per staged file.

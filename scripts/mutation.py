@@ -97,6 +97,13 @@ EQUIVALENT: dict[str, str] = {
        "drops the decided-class hint from the re-screen: a degraded or rebuilt output carries the same class in "
        "its RSPOLICY_PRODUCT_CLASS tag, and a copied one is the input's own bytes, so the class is found anyway"
        for n in (20, 25)},
+    "rspolicy.enforce.x__prepare_package__mutmut_20":
+        "looks for an earlier run under the empty key too: records without a batch key never enter the history "
+        "(completed_products keys only records whose batch names a key), so the empty key finds nothing",
+    **{f"rspolicy.enforce.x__prepare_package__mutmut_{n}":
+       "the empty package's unreadable product loses its file (None for the package path): its record names "
+       "its input from the package's digest (inputs=package_digest), not from the product's files"
+       for n in (52, 55)},
     "rspolicy.enforce.x__blocked__mutmut_4":
         "`deciding_reason=None` for the reason just appended: Decision.why (its only reader) then falls back to "
         "the last reason, which is that same reason",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import errno
 import hashlib
+import io
 import json
 import os
 import resource
@@ -17,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -330,11 +332,48 @@ def test_rerun_writes_no_new_decision_and_redoes_what_is_missing_or_changed(tmp_
     assert CliRunner().invoke(cli, ["log", "verify", str(log)]).exit_code == 0
 
 
+def test_a_package_rerun_is_skipped_member_by_member_with_its_bytes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    package = Path(shutil.copy(PACKAGE, src / PACKAGE.name))
+    empty = src / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("d/readme.txt"), io.BytesIO(b""))
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+
+    def outcomes(result: Result) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    first = outcomes(run(str(src), "-o", str(out), "--log", str(log), "--json"))
+    assert sorted(o["outcome"] for o in first) == ["blocked", "released", "released"]
+    members = sorted(o["path"] for o in first if "!" in o["path"])
+    assert len(members) == 2 and all(m.startswith(f"{package}!") for m in members)  # named inside the package
+    logged = len(records(log))
+    again = run(str(src), "-o", str(out), "--log", str(log), "--json")
+    assert again.exit_code == 0
+    second = outcomes(again)
+    assert [o["outcome"] for o in second] == ["skipped"] * 3
+    assert len(records(log)) == logged  # no new decision
+    assert sorted(o["path"] for o in second if "!" in o["path"]) == members
+    assert [o["path"] for o in second if "!" not in o["path"]] == [str(empty)]
+    assert sum(o["bytes_in"] for o in second if "!" in o["path"]) == package.stat().st_size
+    assert [o["bytes_in"] for o in second if "!" not in o["path"]] == [empty.stat().st_size]
+
+
 def test_a_different_policy_or_option_is_not_the_same_batch(tmp_path: Path) -> None:
     out, log = tmp_path / "out", tmp_path / "log.jsonl"
     assert run(str(PAN05), "-o", str(out), "--log", str(log)).exit_code == 0
     other = run(str(PAN05), "-o", str(out), "--log", str(log), "--recipient", "another centre")
     assert other.stdout.startswith("RELEASED") and other.exit_code == 0  # decided again: a new request
+
+
+def test_a_package_under_another_option_is_not_the_same_batch(tmp_path: Path) -> None:
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    assert run(str(PACKAGE), "-o", str(out), "--log", str(log)).exit_code == 0
+    assert [line.split()[0] for line in run(str(PACKAGE), "-o", str(out), "--log", str(log)).stdout.splitlines()] \
+        == ["SKIPPED", "SKIPPED"]
+    other = run(str(PACKAGE), "-o", str(out), "--log", str(log), "--purpose", "another study")
+    assert [line.split()[0] for line in other.stdout.splitlines()] == ["RELEASED", "RELEASED"]
 
 
 def _wait_for(predicate: Any, timeout: float) -> None:

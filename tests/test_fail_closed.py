@@ -8,6 +8,8 @@ differently.
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import json
 import tarfile
 from collections.abc import Iterator
@@ -177,8 +179,13 @@ def test_a_package_with_no_image_is_blocked_and_writes_nothing(tmp_path: Path) -
     result = _invoke("enforce", "--json", str(package), "-o", str(out), "--log", str(tmp_path / "log.jsonl"))
     [decision] = _decisions(result)
     assert result.exit_code == 4 and decision["action"] == "block"
-    assert "package holds no product image" in " ".join(decision["reasons"])
-    assert _files(out) == []
+    assert decision["path"] == str(package)
+    assert decision["reasons"][0] == f"{package}: package holds no product image" == decision["reason"]
+    assert _files(out) == [] and list(out.iterdir()) == []  # no stage folder left behind either
+    [record] = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert record["input"]["path"] == str(package)
+    assert record["input"]["files"] == [{"path": str(package), "size": package.stat().st_size,
+                                         "sha256": hashlib.sha256(package.read_bytes()).hexdigest()}]
 
 
 def test_a_package_that_cannot_be_written_fails_its_products(tmp_path: Path,
@@ -227,6 +234,18 @@ def test_a_shared_sidecar_two_products_would_write_differently_blocks_the_second
     with tarfile.open(out / package.name) as tar:
         names = sorted(Path(m.name).name for m in tar.getmembers() if m.isfile())
     assert hv not in names and hh in names  # the allowed HV did not leave with a sidecar of another grid
+    # The blocked member's record names its own files inside the package, with their digests.
+    [record] = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
+                if r.get("input", {}).get("path", "").endswith(hv)]
+    with tarfile.open(package) as tar:
+        contents = {Path(m.name).name: (tar.extractfile(m) or io.BytesIO()).read() for m in tar.getmembers()
+                    if m.isfile()}
+    assert [(Path(f["path"]).name, f["sha256"]) for f in record["input"]["files"]] == \
+        [(name, hashlib.sha256(contents[name]).hexdigest()) for name in (hv, _meta_name(contents))]
+
+
+def _meta_name(contents: dict[str, bytes]) -> str:
+    return next(name for name in contents if name.endswith(".meta.xml"))
 
 
 def test_a_shared_sidecar_conflict_among_loose_files_blocks_the_second(tmp_path: Path) -> None:
