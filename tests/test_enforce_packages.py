@@ -293,5 +293,6 @@ def test_a_special_file_named_is_decided_once_per_request(tmp_path: Path) -> Non
     logged = len(_records(log))
     again, outcomes = _enforce(str(fifo), str(released), "-o", str(out), "--log", str(log))
     assert again.exit_code == 0 and outcomes["pipe.tif"]["outcome"] == "skipped" and len(_records(log)) == logged
+    assert outcomes["pipe.tif"]["bytes_in"] == 0  # never opened, never read
     other, outcomes = _enforce(str(fifo), str(released), "-o", str(out), "--log", str(log), "--recipient", "B")
     assert other.exit_code == 4 and outcomes["pipe.tif"]["outcome"] == "blocked"
