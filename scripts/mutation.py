@@ -100,10 +100,40 @@ EQUIVALENT: dict[str, str] = {
     "rspolicy.enforce.x__prepare_package__mutmut_20":
         "looks for an earlier run under the empty key too: records without a batch key never enter the history "
         "(completed_products keys only records whose batch names a key), so the empty key finds nothing",
+    **{f"rspolicy.enforce.x__prepare_product__mutmut_{n}":
+       "looks for an earlier run under the empty key too: records without a batch key never enter the history "
+       "(completed_products keys only records whose batch names a key), so the empty key finds nothing"
+       for n in (26,)},
     **{f"rspolicy.enforce.x__prepare_package__mutmut_{n}":
        "the empty package's unreadable product loses its file (None for the package path): its record names "
        "its input from the package's digest (inputs=package_digest), not from the product's files"
-       for n in (52, 55)},
+       for n in (55, 58)},
+    **{f"rspolicy.enforce.{name}":
+       "`product is None and product.raster is None` for `or`: a decision other than BLOCK always carries its "
+       "product, read from its image (a product is found by its image, and a read problem blocks), so for the "
+       "decisions that reach the second test both forms are false"
+       for name in ("x__prepare_product__mutmut_58", "x__prepare_package__mutmut_100")},
+    **{f"rspolicy.enforce.{name}":
+       "guards against a decision without its product: decide() always returns the product it decided, so the "
+       "guard's other branch is never taken"
+       for name in ("x__prepare_product__mutmut_51", "x__prepare_package__mutmut_94",
+                    "x__prepare_package__mutmut_236", "x__prepare_package__mutmut_237")},
+    **{f"rspolicy.enforce.x__prepare_package__mutmut_{n}":
+       "`durable=None`/`True` for a member's files: fsync of files about to be packed changes nothing a run "
+       "can observe (the package file itself is what the run makes durable)" for n in (119, 130)},
+    **{f"rspolicy.enforce.{name}":
+       "drops `strict=True` from a zip of lists built one from the other, always of one length"
+       for name in ("x__prepare_package__mutmut_136", "x__prepare_package__mutmut_139",
+                    "x__prepare_package__mutmut_140", "x__prepare_product__mutmut_17",
+                    "x__prepare_product__mutmut_20", "x__prepare_product__mutmut_21")},
+    **{f"rspolicy.enforce.x__prepare_package__mutmut_{n}":
+       "the name of the members' folder inside the worker's private stage: nothing outside reads it"
+       for n in (78, 79)},
+    "rspolicy.enforce.x__prepare_package__mutmut_207":
+        "`members_out = None` for `[]` after a write failure: it is only tested for truth afterwards",
+    **{f"rspolicy.enforce.x__prepare_package__mutmut_{n}":
+       "whether errors are ignored when removing the stage this worker made a moment ago and alone writes to: "
+       "removing it does not fail, so the flag is never consulted" for n in (62, 64, 65, 240, 242, 243)},
     "rspolicy.enforce.x__blocked__mutmut_4":
         "`deciding_reason=None` for the reason just appended: Decision.why (its only reader) then falls back to "
         "the last reason, which is that same reason",

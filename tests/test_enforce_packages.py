@@ -296,3 +296,57 @@ def test_a_special_file_named_is_decided_once_per_request(tmp_path: Path) -> Non
     assert outcomes["pipe.tif"]["bytes_in"] == 0  # never opened, never read
     other, outcomes = _enforce(str(fifo), str(released), "-o", str(out), "--log", str(log), "--recipient", "B")
     assert other.exit_code == 4 and outcomes["pipe.tif"]["outcome"] == "blocked"
+
+
+def test_a_conflicting_shared_sidecar_in_a_package_is_named_by_its_output_path(tmp_path: Path) -> None:
+    from .test_fail_closed import _gf3_package
+
+    package, _hh, hv = _gf3_package(tmp_path)
+    out = tmp_path / "out"
+    result, outcomes = _enforce(str(package), "-o", str(out), "--log", str(tmp_path / "log.jsonl"))
+    assert result.exit_code == 4
+    with tarfile.open(package) as tar:
+        meta = next(m.name for m in tar.getmembers() if m.name.endswith(".meta.xml"))
+    assert outcomes[hv]["reason"].startswith(f"{out / package.name}!{meta}: a sidecar shared with another product")
+
+
+def test_a_member_the_policy_blocks_keeps_the_policy_reason(tmp_path: Path) -> None:
+    """A readable image with no class evidence is blocked by the policy; nothing tries to stage it."""
+    import numpy as np
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from rspolicy.samples.gf_optical import write_image
+
+    scene = tmp_path / "scene.tif"
+    write_image(scene, np.full((1, 32, 32), 7, dtype=np.uint16), crs=CRS.from_epsg(32650),
+                transform=Affine(0.3, 0, 448_000.0, 0, -0.3, 4_417_000.0))
+    package = _package(tmp_path / "delivery.tar.gz", {"d/scene.tif": scene})
+    result, outcomes = _enforce(str(package), "-o", str(tmp_path / "out"), "--log", str(tmp_path / "log.jsonl"))
+    assert result.exit_code == 4
+    blocked = outcomes["scene.tif"]
+    assert blocked["outcome"] == "blocked"
+    assert blocked["reason"] == ("the product class could not be established (fails closed): no evidence of the "
+                                 "product class: no sidecar, sensor, file-name token, data type or band layout "
+                                 "identifies it")
+    assert not any("nothing was written" in r for r in blocked["reasons"])
+
+
+def test_loose_products_rerun_are_skipped_with_their_bytes(tmp_path: Path) -> None:
+    """Released and blocked alike: a rerun writes no decision and counts the bytes it hashed."""
+    src = tmp_path / "src"
+    (src / "ok").mkdir(parents=True)
+    released = SAMPLE_DATA / "sv1_pan_0.5m"
+    for f in released.iterdir():
+        (src / "ok" / f.name).write_bytes(f.read_bytes())
+    (src / "garbage.tif").write_bytes(b"not a tiff, 25 bytes long")
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    first, outcomes = _enforce(str(src), "-o", str(out), "--log", str(log))
+    assert first.exit_code == 4 and sorted(o["outcome"] for o in outcomes.values()) == ["blocked", "released"]
+    logged = len(_records(log))
+    again, outcomes = _enforce(str(src), "-o", str(out), "--log", str(log))
+    assert again.exit_code == 0 and {o["outcome"] for o in outcomes.values()} == {"skipped"}
+    assert len(_records(log)) == logged
+    assert outcomes["garbage.tif"]["bytes_in"] == 25
+    tiff = next(released.glob("*.tiff"))
+    assert outcomes[tiff.name]["bytes_in"] == sum(f.stat().st_size for f in released.iterdir())
