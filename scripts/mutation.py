@@ -129,6 +129,19 @@ EQUIVALENT: dict[str, str] = {
     **{f"rspolicy.enforce.x__prepare_package__mutmut_{n}":
        "the name of the members' folder inside the worker's private stage: nothing outside reads it"
        for n in (78, 79)},
+    **{f"rspolicy.enforce.x__stage_one__mutmut_{n}":
+       "the size and thread names of the pool that hashes and flushes staged files while they are re-screened: "
+       "what it computes does not depend on either" for n in (2, 3, 4, 5, 6, 7, 8)},
+    "rspolicy.enforce.x__stage_one__mutmut_35":
+        "fsync of staged files also when not asked to be durable (package members): nothing a run can observe",
+    **{f"rspolicy.enforce.x__stage_one__mutmut_{n}":
+       "whether the hashing of files about to be deleted is cancelled: the results are never read" for n in (50, 51)},
+    **{f"rspolicy.enforce.xǁ_Runǁ_commit_loose__mutmut_{n}":
+       "drops `strict=True` from a zip of a product's moves and outputs, built together one per staged file"
+       for n in (59, 62, 63)},
+    "rspolicy.enforce.xǁ_Runǁplace__mutmut_12":
+        "`getattr(exc, 'strerror')` without a default: every error placing a file raises is an OSError "
+        "(OutputError included), which always has the attribute",
     "rspolicy.enforce.x__prepare_package__mutmut_207":
         "`members_out = None` for `[]` after a write failure: it is only tested for truth afterwards",
     **{f"rspolicy.enforce.x__prepare_package__mutmut_{n}":

@@ -170,7 +170,8 @@ def test_a_package_that_cannot_be_moved_into_place_names_the_package(tmp_path: P
     out = tmp_path / "out"
     result = _invoke("enforce", str(package), "-o", str(out), "--log", str(tmp_path / "log.jsonl"))
     assert result.exit_code == 1
-    assert f"{out / package.name}: recorded but could not be moved into place (Permission denied)" in result.output
+    assert f"{out / package.name}: recorded but could not be moved into place (Permission denied); the next run " \
+           "with this log records that it was not released" in result.output
 
 
 def test_a_package_with_no_image_is_blocked_and_writes_nothing(tmp_path: Path) -> None:
