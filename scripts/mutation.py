@@ -136,6 +136,13 @@ EQUIVALENT: dict[str, str] = {
         "fsync of staged files also when not asked to be durable (package members): nothing a run can observe",
     **{f"rspolicy.enforce.x__stage_one__mutmut_{n}":
        "whether the hashing of files about to be deleted is cancelled: the results are never read" for n in (50, 51)},
+    **{f"rspolicy.enforce.x__stage_one__mutmut_{n}":
+       "drops `strict=True` from a zip of the staged files with lists built from them, always of one length"
+       for n in (85, 89, 90, 109, 112, 113)},
+    **{f"rspolicy.enforce.x_prepare__mutmut_{n}":
+       "changes the fixed text in an unreadable item's batch key: the key only has to be the same on every run "
+       "and unlike a product's (whose inputs pair a path with a 64-digit digest); any fixed text is"
+       for n in (18, 19, 21)},
     **{f"rspolicy.enforce.xǁ_Runǁ_commit_loose__mutmut_{n}":
        "drops `strict=True` from a zip of a product's moves and outputs, built together one per staged file"
        for n in (59, 62, 63)},

@@ -350,3 +350,21 @@ def test_loose_products_rerun_are_skipped_with_their_bytes(tmp_path: Path) -> No
     assert outcomes["garbage.tif"]["bytes_in"] == 25
     tiff = next(released.glob("*.tiff"))
     assert outcomes[tiff.name]["bytes_in"] == sum(f.stat().st_size for f in released.iterdir())
+
+
+def test_a_product_blocked_by_its_re_screen_keeps_its_notes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rspolicy.enforce as enforce_module
+
+    monkeypatch.setattr(enforce_module, "rewrite_sidecar", _leaky_sidecar)  # worker processes are forked: they see it
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in PAN03.iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    companion = src / (next(PAN03.glob("*.tiff")).stem + ".txt")
+    companion.write_text("a note from the ground station\n")
+    log = tmp_path / "log.jsonl"
+    result, _ = _enforce(str(src), "-o", str(tmp_path / "out"), "--log", str(log))
+    assert result.exit_code == 4
+    [record] = _records(log)
+    assert "failed its re-screen" in record["result"]["why"]
+    assert record["output"]["notes"] == [f"withheld: {companion}: not a file rspolicy understands: not delivered"]
