@@ -143,6 +143,16 @@ EQUIVALENT: dict[str, str] = {
        "changes the fixed text in an unreadable item's batch key: the key only has to be the same on every run "
        "and unlike a product's (whose inputs pair a path with a 64-digit digest); any fixed text is"
        for n in (18, 19, 21)},
+    **{f"rspolicy.enforce.x__completed__mutmut_{n}":
+       "the default for a key with no earlier run (None, or none, for {}): it is only tested for truth"
+       for n in (4, 6)},
+    **{f"rspolicy.enforce.x__completed__mutmut_{n}":
+       "a skipped outcome's key or member: a skipped product is never recorded, and nothing else reads them"
+       for n in (18, 19)},
+    **{f"rspolicy.enforce.xǁ_Runǁcommit__mutmut_{n}":
+       "whether errors are ignored when removing a worker's stage after its files were placed: removing it does "
+       "not fail (the run's own folder, holding what is left of the worker's files), so the flag is never "
+       "consulted" for n in (8, 10, 11)},
     **{f"rspolicy.enforce.xǁ_Runǁ_commit_loose__mutmut_{n}":
        "drops `strict=True` from a zip of a product's moves and outputs, built together one per staged file"
        for n in (59, 62, 63)},

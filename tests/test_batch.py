@@ -356,6 +356,7 @@ def test_a_package_rerun_is_skipped_member_by_member_with_its_bytes(tmp_path: Pa
     assert len(records(log)) == logged  # no new decision
     assert sorted(o["path"] for o in second if "!" in o["path"]) == members
     assert [o["path"] for o in second if "!" not in o["path"]] == [str(empty)]
+    assert all(isinstance(o["bytes_in"], int) for o in second)
     assert sum(o["bytes_in"] for o in second if "!" in o["path"]) == package.stat().st_size
     assert [o["bytes_in"] for o in second if "!" not in o["path"]] == [empty.stat().st_size]
 

@@ -350,6 +350,23 @@ def test_loose_products_rerun_are_skipped_with_their_bytes(tmp_path: Path) -> No
     assert outcomes["garbage.tif"]["bytes_in"] == 25
     tiff = next(released.glob("*.tiff"))
     assert outcomes[tiff.name]["bytes_in"] == sum(f.stat().st_size for f in released.iterdir())
+    assert all(isinstance(o["bytes_in"], int) for o in outcomes.values())
+
+
+def test_a_skipped_product_is_shown_as_this_run_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in (SAMPLE_DATA / "sv1_pan_0.5m").iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    first, outcomes = _enforce(str(src), "-o", str(out), "--log", str(log))
+    [shown] = outcomes.values()
+    assert first.exit_code == 0 and shown["path"].startswith(str(src))
+    monkeypatch.chdir(tmp_path)
+    again, outcomes = _enforce("src", "-o", str(out), "--log", str(log))
+    [shown] = outcomes.values()
+    assert again.exit_code == 0 and shown["outcome"] == "skipped"
+    assert shown["path"] == f"src/{next(src.glob('*.tiff')).name}"
 
 
 def test_a_product_blocked_by_its_re_screen_keeps_its_notes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
