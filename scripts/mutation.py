@@ -148,14 +148,20 @@ EQUIVALENT: dict[str, str] = {
        for n in (4, 6)},
     **{f"rspolicy.enforce.x__completed__mutmut_{n}":
        "a skipped outcome's key or member: a skipped product is never recorded, and nothing else reads them"
-       for n in (18, 19)},
+       for n in (18, 19, 24, 25)},
     **{f"rspolicy.enforce.xǁ_Runǁcommit__mutmut_{n}":
        "whether errors are ignored when removing a worker's stage after its files were placed: removing it does "
        "not fail (the run's own folder, holding what is left of the worker's files), so the flag is never "
        "consulted" for n in (8, 10, 11)},
     **{f"rspolicy.enforce.xǁ_Runǁ_commit_loose__mutmut_{n}":
        "drops `strict=True` from a zip of a product's moves and outputs, built together one per staged file"
-       for n in (59, 62, 63)},
+       for n in (8, 11, 12, 59, 62, 63)},
+    **{f"rspolicy.enforce.x__prepare_product__mutmut_{n}":
+       "whether errors are ignored when removing the stage this worker made a moment ago and alone writes to: "
+       "removing it does not fail, so the flag is never consulted" for n in (96, 98, 99)},
+    "rspolicy.enforce.x__prepare_product__mutmut_100":
+        "`stage = ''` for None once the empty stage is removed: the run then removes '' with errors ignored, "
+        "which does nothing, as None does",
     "rspolicy.enforce.xǁ_Runǁplace__mutmut_12":
         "`getattr(exc, 'strerror')` without a default: every error placing a file raises is an OSError "
         "(OutputError included), which always has the attribute",
