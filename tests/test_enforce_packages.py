@@ -17,23 +17,10 @@ from click.testing import CliRunner, Result
 from rspolicy.cli import cli
 
 from .conftest import SAMPLE_DATA
+from .test_fail_closed import _package
 
 PAN03 = SAMPLE_DATA / "svn1_pan_0.3m"  # degraded to 0.5 m
 GF3 = SAMPLE_DATA / "gf3_ufs_l2"  # two polarisations, allowed, one meta.xml shared by both
-
-
-def _package(path: Path, members: dict[str, Path | bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, content in members.items():
-            if isinstance(content, Path):
-                tar.add(content, arcname=name)
-            else:
-                import io
-
-                info = tarfile.TarInfo(name)
-                info.size = len(content)
-                tar.addfile(info, io.BytesIO(content))
-    return path
 
 
 def _enforce(*args: str) -> tuple[Result, dict[str, dict[str, Any]]]:
@@ -130,13 +117,12 @@ def test_members_are_staged_on_the_output_folder_not_in_the_temporary_folder(
         elsewhere.rmdir()
 
 
-def test_each_input_file_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker hashes a product's files once; the record reuses those digests (a 2 GB scene is not read twice
-    for its record). Loose products, package members, an empty package and a blocked product alike."""
+def _count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Run enforce in this process and list every file it hashes, in order."""
     import rspolicy.enforce as enforce_module
     import rspolicy.records as records_module
 
-    monkeypatch.setenv("RSPOLICY_ISOLATION", "off")  # the spy below counts in this process
+    monkeypatch.setenv("RSPOLICY_ISOLATION", "off")
     hashed: list[str] = []
     real = records_module.sha256_file
 
@@ -146,6 +132,13 @@ def test_each_input_file_is_hashed_once(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(records_module, "sha256_file", spy)
     monkeypatch.setattr(enforce_module, "sha256_file", spy)
+    return hashed
+
+
+def test_each_input_file_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker hashes a product's files once; the record reuses those digests (a 2 GB scene is not read twice
+    for its record). Loose products, package members, an empty package and a blocked product alike."""
+    hashed = _count_hashing(monkeypatch)
     src = tmp_path / "src"
     src.mkdir()
     for f in PAN03.iterdir():
@@ -256,19 +249,10 @@ def test_a_product_stopped_while_staging_keeps_its_inputs_and_says_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patch: str, replacement: Any, outcome: str,
         reason: str) -> None:
     import rspolicy.enforce as enforce_module
-    import rspolicy.records as records_module
+    from rspolicy.records import sha256_file as real
 
-    monkeypatch.setenv("RSPOLICY_ISOLATION", "off")  # the patches and the spy below act in this process
+    hashed = _count_hashing(monkeypatch)  # in process: the patch below acts here too
     monkeypatch.setattr(enforce_module, patch, replacement)
-    hashed: list[str] = []
-    real = records_module.sha256_file
-
-    def spy(path: Path) -> str:
-        hashed.append(os.fspath(path))
-        return real(path)
-
-    monkeypatch.setattr(records_module, "sha256_file", spy)
-    monkeypatch.setattr(enforce_module, "sha256_file", spy)
     log = tmp_path / "log.jsonl"
     result, outcomes = _enforce(str(PAN03), "-o", str(tmp_path / "out"), "--log", str(log))
     assert result.exit_code == (1 if outcome == "failed" else 4)
