@@ -37,7 +37,6 @@ import errno
 import hashlib
 import json
 import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -63,7 +62,7 @@ from rspolicy.errors import (
     UnsupportedProductError,
 )
 from rspolicy.georef import rpb_text
-from rspolicy.isolation import IsolationError, Limits, isolation_enabled, run_isolated, shutdown
+from rspolicy.isolation import IsolationError, Lanes, Limits, isolation_enabled, run_isolated
 from rspolicy.model import Action, Decision, Evidence, Fact, ProductClass, ProductEvidence, Strength
 from rspolicy.policy import Policy
 from rspolicy.readers.companions import CompanionKind, companion_kind, parse_pam, parse_rpb, parse_rpc_txt
@@ -1170,16 +1169,11 @@ def _in_processes(work: Sequence[WorkItem], ctx: WorkContext, jobs: int,
     replaced for the next one; a worker whose parent dies ends too. At most
     two items per worker are started ahead, so that a stop is honoured soon.
     """
-    lanes: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for lane in range(1, jobs + 1):
-        lanes.put(lane)
+    lanes = Lanes(jobs)
 
     def one(item: WorkItem) -> Prepared:
-        lane = lanes.get()
-        try:
+        with lanes.borrow() as lane:
             return _prepare_isolated(item, ctx, lane)
-        finally:
-            lanes.put(lane)
 
     pending = list(reversed(list(enumerate(work))))
     in_flight: dict[Future[Prepared], tuple[int, WorkItem]] = {}
@@ -1201,5 +1195,5 @@ def _in_processes(work: Sequence[WorkItem], ctx: WorkContext, jobs: int,
     finally:
         # The workers are a snapshot of this process taken for this run: the next run forks its own.
         # Killed first, so that a run stopped at once (a second signal) does not wait for items in flight.
-        shutdown(range(1, jobs + 1))
+        lanes.shutdown()
         threads.shutdown(wait=True, cancel_futures=True)

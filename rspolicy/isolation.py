@@ -49,6 +49,7 @@ import faulthandler
 import math
 import os
 import pickle
+import queue
 import resource
 import select
 import signal
@@ -57,13 +58,13 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from rspolicy.errors import RSPolicyError
 
-__all__ = ["ENV_SWITCH", "IsolationError", "Limits", "isolation_enabled", "run_isolated", "shutdown"]
+__all__ = ["ENV_SWITCH", "IsolationError", "Lanes", "Limits", "isolation_enabled", "run_isolated", "shutdown"]
 
 R = TypeVar("R")
 
@@ -211,6 +212,39 @@ def shutdown(lanes: Iterable[int] | None = None) -> None:
         finally:
             if acquired:
                 lane.lock.release()
+
+
+class Lanes:
+    """Lanes 1..``count``, lent to threads one at a time, so that calls from several threads run side by side.
+
+    A thread borrows a lane for its call to :func:`run_isolated` and gives it
+    back after; :meth:`shutdown` stops the lanes' workers (all the lanes a run
+    used are its own, forked for it).
+
+    Parameters
+    ----------
+    count
+        How many lanes (worker processes) at most.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for number in range(1, count + 1):
+            self._free.put(number)
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[int]:
+        """A lane no other thread holds until the block ends."""
+        lane = self._free.get()
+        try:
+            yield lane
+        finally:
+            self._free.put(lane)
+
+    def shutdown(self) -> None:
+        """Stop (and reap) the workers of these lanes; see :func:`shutdown`."""
+        shutdown(range(1, self.count + 1))
 
 
 # --------------------------------------------------------------------------

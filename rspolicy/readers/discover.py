@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import os
-import queue
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,7 +27,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.rpc import RPC
 
 from rspolicy.errors import ProductReadError
-from rspolicy.isolation import IsolationError, isolation_enabled, run_isolated, shutdown
+from rspolicy.isolation import IsolationError, Lanes, isolation_enabled, run_isolated
 from rspolicy.model import Evidence, Fact, ProductEvidence, Withheld
 from rspolicy.readers.browse import browse_size
 from rspolicy.readers.cbers import is_cbers_root, read_cbers_sidecar
@@ -239,9 +238,8 @@ def read_product(files: ProductFiles, label: Callable[[Path], str], *, lane: int
     libtiff and HDF5 there, and a hang or a crash ends only this product, as
     a problem that blocks it.
     """
-    labels = {f: label(f) for f in (files.main, *files.sidecars)}
     try:
-        return run_isolated(read_product_here, files, labels, lane=lane)
+        return run_isolated(read_product_here, files, _labels(files, label), lane=lane)
     except IsolationError as exc:
         return ProductEvidence(path=files.display, raster=files.main, files=(files.main,), evidence=(),
                                problems=(f"{files.display}: reading the product {exc}; blocked",),
@@ -259,11 +257,16 @@ def read_products(products: Sequence[FoundProduct], *, lane: int = 0) -> list[Pr
     """
     if len(products) == 1:
         return [read_product(products[0].files, products[0].label, lane=lane)]
-    batch = [(p.files, {f: p.label(f) for f in (p.files.main, *p.files.sidecars)}) for p in products]
+    batch = [(p.files, _labels(p.files, p.label)) for p in products]
     try:
         return run_isolated(_read_products_here, batch, lane=lane)
     except IsolationError:
         return [read_product(p.files, p.label, lane=lane) for p in products]
+
+
+def _labels(files: ProductFiles, label: Callable[[Path], str]) -> dict[Path, str]:
+    """How each file of a product is named for humans (the reader takes names, not the naming function)."""
+    return {f: label(f) for f in (files.main, *files.sidecars)}
 
 
 def _read_products_here(batch: Sequence[tuple[ProductFiles, Mapping[Path, str]]]) -> list[ProductEvidence]:
@@ -660,16 +663,11 @@ def _read_ahead(units: Iterator[list[FoundProduct] | FoundPackage | ProductEvide
     A package's members live only while its generator runs, so a package
     drains what is queued before it and is read in order on lane 0.
     """
-    free_lanes: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for number in range(1, jobs + 1):
-        free_lanes.put(number)
+    lanes = Lanes(jobs)
 
     def read(run: list[FoundProduct]) -> list[ProductEvidence]:
-        lane = free_lanes.get()
-        try:
+        with lanes.borrow() as lane:
             return read_products(run, lane=lane)
-        finally:
-            free_lanes.put(lane)
 
     pending: collections.deque[Future[list[ProductEvidence]] | ProductEvidence | Skipped] = collections.deque()
 
@@ -698,7 +696,7 @@ def _read_ahead(units: Iterator[list[FoundProduct] | FoundPackage | ProductEvide
         # Closed early (an interrupt, a consumer that stops): queued reads are dropped, and the lanes' workers
         # are killed before waiting, so a read stuck on a hostile file does not hold the caller for its limit.
         pool.shutdown(wait=False, cancel_futures=True)
-        shutdown(lanes=range(1, jobs + 1))
+        lanes.shutdown()
         pool.shutdown(wait=True)
 
 
