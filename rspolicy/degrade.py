@@ -14,6 +14,12 @@ covering the source.
 Memory stays bounded by the chunk size times the chunks in flight, whatever
 the scene size.
 
+A plan may carry a :class:`rspolicy.masking.PixelMask`: source pixels that
+touch a zone are left out of every average, and output pixels whose area in
+the image touches a zone become nodata; the mask is rasterised strip by
+strip, never for the whole scene. Factors of 1 by 1 with a mask degrade
+nothing: they only mask.
+
 Rebuilding (:func:`rebuild_raster`) streams an allowed image through the
 same chunks into a new file that carries only what rspolicy knows.
 
@@ -40,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -57,6 +63,9 @@ from rspolicy.model import Decision, Fact, ProductClass
 from rspolicy.policy import Policy
 from rspolicy.readers.gdalopen import gdal_threads, input_name, open_input
 from rspolicy.resample import SarMode, area_average, as_fraction
+
+if TYPE_CHECKING:
+    from rspolicy.masking import PixelMask
 
 #: Largest denominator of a factor: keeps periods short; a factor is rounded
 #: *up* to such a fraction, so the output is never finer than the target.
@@ -113,6 +122,13 @@ class DegradePlan:
         The policy's target.
     sar_mode
         How SAR samples are averaged (None for optical and plain power data).
+    mask
+        Zones to mask, placed in the source's pixel space
+        (:func:`rspolicy.masking.pixel_mask`); None masks nothing. A mask-only
+        plan has both factors 1 (``target_gsd_m`` may then be the finest
+        spacing itself) and ``sar_mode`` None: nothing is averaged, every
+        pixel outside the zones keeps its value and the output keeps the
+        source's sample type. Complex samples cannot be masked.
     """
 
     row_factor: Fraction
@@ -121,6 +137,7 @@ class DegradePlan:
     spacing_y_m: float
     target_gsd_m: float
     sar_mode: SarMode | None
+    mask: PixelMask | None = None
 
     @property
     def output_x_m(self) -> float:
@@ -205,7 +222,8 @@ def plan_degrade(decision: Decision, policy: Policy, *, rpcs: RPC | None = None)
         When the product has no raster or no usable resolution evidence.
     """
     product = decision.product
-    if product is None or product.raster is None or decision.target_gsd_m is None:
+    mask_only = decision.target_gsd_m is None and bool(decision.mask_zones)
+    if product is None or product.raster is None or (decision.target_gsd_m is None and not mask_only):
         raise ProductReadError(decision.path, "nothing to degrade (no raster or no target)")
     x_candidates: list[float] = []
     y_candidates: list[float] = []
@@ -230,6 +248,9 @@ def plan_degrade(decision: Decision, policy: Policy, *, rpcs: RPC | None = None)
     sy = min([*y_candidates, cap])
     if not (math.isfinite(sx) and math.isfinite(sy) and sx > 0 and sy > 0):
         raise ProductReadError(decision.path, "no per-axis resolution evidence to plan the degrading from")
+    if decision.target_gsd_m is None:
+        # Masked, not degraded: factors of 1, and samples kept as they are (no SAR conversion).
+        return DegradePlan(Fraction(1), Fraction(1), sx, sy, min(sx, sy), None)
     target = decision.target_gsd_m
     return DegradePlan(_factor(target, sy), _factor(target, sx), sx, sy, target, _sar_mode(decision, policy))
 
@@ -246,13 +267,21 @@ def _sar_mode(decision: Decision, policy: Policy) -> SarMode | None:
 
 @dataclass(frozen=True)
 class RasterOutput:
-    """What :func:`degrade_raster` or :func:`rebuild_raster` wrote."""
+    """What :func:`degrade_raster` or :func:`rebuild_raster` wrote.
+
+    Attributes
+    ----------
+    masked_fraction
+        Source pixels masked (touching a zone of the plan's mask) over all
+        source pixels; None when nothing was to be masked.
+    """
 
     path: Path
     width: int
     height: int
     dtype: str
     rpcs: Any
+    masked_fraction: float | None = None
 
 
 def array_dtype(band_type: str) -> np.dtype[Any]:
@@ -369,15 +398,27 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
     Returns
     -------
     RasterOutput
-        The written size, dtype and rescaled RPCs.
+        The written size, dtype, rescaled RPCs and, with a mask, the share of
+        source pixels masked.
 
     Raises
     ------
     ProductReadError
         When the source is damaged (a block missing, cut short or corrupt:
-        any GDAL error or warning while reading its pixels).
+        any GDAL error or warning while reading its pixels), or the plan has
+        a mask and the samples are complex.
     OutputError
         When the output cannot be written.
+
+    Notes
+    -----
+    With a mask (``plan.mask``), the output has a nodata value: the
+    source's, else the mask's (:func:`rspolicy.masking.choose_nodata`), and
+    source pixels equal to it then count as nodata too. Source pixels that
+    touch a zone are left out of the averages; output pixels whose area
+    touches a zone are nodata (the area inside the image: the part of the
+    last output row or column that reaches past the image's edge shows no
+    ground, and is averaged from none).
     """
     workers = gdal_threads(threads)
     fr, fc = plan.row_factor, plan.col_factor
@@ -387,23 +428,31 @@ def degrade_raster(src_path: Path, dst_path: Path, plan: DegradePlan, *, tags: M
         out_h = math.ceil(Fraction(height) / fr)
         out_w = math.ceil(Fraction(width) / fc)
         dtype = _output_dtype(src.dtypes[0], plan.sar_mode)
+        nodata = src.nodata if dtype == src.dtypes[0] else None
+        if plan.mask is not None:
+            if dtype != src.dtypes[0] or array_dtype(src.dtypes[0]).kind == "c":
+                raise ProductReadError(src_path, "masking complex SAR samples is not supported")
+            nodata = src.nodata if src.nodata is not None else plan.mask.nodata
         profile: dict[str, Any] = {"width": out_w, "height": out_h, "count": bands, "dtype": dtype,
-                                   "nodata": src.nodata if dtype == src.dtypes[0] else None,
+                                   "nodata": nodata,
                                    **_creation_options(src, out_w, out_h, dtype, workers, intermediate,
                                                        creation_options)}
-        if src.crs is not None and not src.transform.is_identity:
-            profile.update(crs=src.crs, transform=scale_transform(src.transform, fr, fc))
-        own = _own_or_given_rpcs(src, rpcs)
+        # Georeferencing from the plain handle (see _with_source).
+        if meta.crs is not None and not meta.transform.is_identity:
+            profile.update(crs=meta.crs, transform=scale_transform(meta.transform, fr, fc))
+        own = _own_or_given_rpcs(meta, rpcs)
         scaled = scale_rpc(own, fr, fc) if own is not None else None
         with _create(dst_path, profile) as dst:
             _copy_metadata(meta, dst, tags)
             if scaled is not None:
                 dst.rpcs = scaled
-            gcps, gcp_crs = src.gcps
+            gcps, gcp_crs = meta.gcps
             if gcps:
                 dst.gcps = (scale_gcps(gcps, fr, fc), gcp_crs)
-            _stream(src, dst, plan, workers)
-        return RasterOutput(dst_path, out_w, out_h, dtype, scaled)
+            # Unmasked, the source's nodata marks invalid input whatever the output type (an SLC's nodata).
+            masked = _stream(src, dst, plan, workers, src.nodata if plan.mask is None else nodata)
+        fraction = masked / (width * height) if plan.mask is not None else None
+        return RasterOutput(dst_path, out_w, out_h, dtype, scaled, fraction)
 
     return _with_source(src_path, dst_path, workers, write, "cannot write the degraded raster")
 
@@ -465,16 +514,17 @@ def rebuild_raster(src: Path, dst: Path, *, tags: Mapping[str, str], threads: in
         profile: dict[str, Any] = {"width": source.width, "height": source.height, "count": source.count,
                                    "dtype": dtype, "nodata": source.nodata,
                                    **_rebuild_options(source, dtype, workers)}
-        if source.crs is not None:
-            profile["crs"] = source.crs
-        if not source.transform.is_identity:
-            profile["transform"] = source.transform
-        own = _own_or_given_rpcs(source, rpcs)
+        # Georeferencing from the plain handle (see _with_source).
+        if meta.crs is not None:
+            profile["crs"] = meta.crs
+        if not meta.transform.is_identity:
+            profile["transform"] = meta.transform
+        own = _own_or_given_rpcs(meta, rpcs)
         with _create(dst, profile) as out:
             _copy_metadata(meta, out, tags)
             if own is not None:
                 out.rpcs = own
-            gcps, gcp_crs = source.gcps
+            gcps, gcp_crs = meta.gcps
             if gcps:
                 out.gcps = (gcps, gcp_crs)
             _copy_pixels(source, out, with_mask)
@@ -492,8 +542,10 @@ def _with_source(src_path: Path, dst_path: Path, workers: int, write: Callable[[
 
     Pixels are read from a handle opened with ``OVERVIEW_LEVEL=NONE`` (never
     an overview, whatever GDAL's read heuristics) and ``NUM_THREADS``;
-    metadata from a plain handle, because GDAL's overview-level wrapper
-    drops band descriptions.
+    metadata and georeferencing from a plain handle, because GDAL's
+    overview-level wrapper drops band descriptions and, for an image without
+    a geotransform, returns an uninitialised one (GDAL 3.10) instead of
+    reporting none.
     """
     existed = dst_path.exists()
     try:
@@ -758,21 +810,58 @@ def _prefetch(windows: Sequence[tuple[int, int]], read: Callable[[tuple[int, int
             yield block
 
 
-def _stream(src: Any, dst: Any, plan: DegradePlan, workers: int) -> None:
-    """Average block-aligned chunks read ahead, and write whole rows of output tiles."""
+def _stream(src: Any, dst: Any, plan: DegradePlan, workers: int, nodata: float | None) -> int:
+    """Average block-aligned chunks read ahead, and write whole rows of output tiles.
+
+    ``nodata`` marks invalid source pixels and fills output pixels with no
+    valid input (and, with a mask, those touching a zone). Returns the number
+    of source pixels masked.
+    """
     fr, fc = plan.row_factor, plan.col_factor
     block_rows = int(src.block_shapes[0][0]) if src.block_shapes else 1
-    nodata = src.nodata  # read here: only the reader thread touches the source from now on
+    # src.nodata is read by the caller: only the reader thread touches the source from now on
     windows = list(block_row_windows(src.height, src.width, src.count, array_dtype(src.dtypes[0]).itemsize,
                                      block_rows))
     out_block_rows = int(dst.block_shapes[0][0]) if dst.block_shapes else 1
+    masked = [0]
+
+    def averaged(strips: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        row0 = out_row0 = 0
+        mask = plan.mask
+        same_grid = fr == 1 and fc == 1
+        out_mask = mask.scaled(fr, fc) if mask is not None and not same_grid else mask
+        # Factors 1 x 1 on integers: the kernel would give each pixel, or nodata where masked; copying is faster.
+        copy_through = same_grid and plan.sar_mode is None and array_dtype(src.dtypes[0]).kind in "iu"
+        for strip in strips:
+            inside: np.ndarray | None = None
+            if mask is not None:
+                inside = mask.rows(row0, strip.shape[1], strip.shape[2])
+                count = int(np.count_nonzero(inside))
+                masked[0] += count
+                if not count:
+                    inside = None
+            if inside is not None and copy_through:
+                out = strip.copy()
+            else:
+                out = area_average(strip, (fr, fc), nodata=nodata, mask=None if inside is None else ~inside,
+                                   sar_mode=plan.sar_mode, threads=workers)
+            # An output pixel touching a zone may have no masked source pixel in this strip (the zone touching
+            # its far edge only): it is decided on the output grid itself (on the same grid: the source's pixels).
+            touching = inside if same_grid or out_mask is None else \
+                out_mask.rows(out_row0, out.shape[1], out.shape[2])
+            if touching is not None and touching.any():
+                assert nodata is not None  # degrade_raster gives a masked output a nodata value
+                np.copyto(out, out.dtype.type(nodata), where=touching[None])
+            row0 += strip.shape[1]
+            out_row0 += out.shape[1]
+            yield out
+
     with contextlib.closing(read_ahead(src, windows)) as chunks:
-        averaged = (area_average(strip, (fr, fc), nodata=nodata, sar_mode=plan.sar_mode, threads=workers)
-                    for strip in whole_periods(chunks, fr.numerator))
         out_row0 = 0
-        for out in _block_rows(averaged, out_block_rows):
+        for out in _block_rows(averaged(whole_periods(chunks, fr.numerator)), out_block_rows):
             _write(dst, (out_row0, out))
             out_row0 += out.shape[1]
+    return masked[0]
 
 
 def _copy_pixels(src: Any, dst: Any, with_mask: bool) -> None:

@@ -41,6 +41,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -63,7 +64,8 @@ from rspolicy.errors import (
 )
 from rspolicy.georef import rpb_text
 from rspolicy.isolation import IsolationError, Lanes, Limits, isolation_enabled, run_isolated
-from rspolicy.model import Action, Decision, Evidence, Fact, ProductClass, ProductEvidence, Strength
+from rspolicy.masking import raster_pixel_mask
+from rspolicy.model import Action, Decision, Evidence, Fact, ProductClass, ProductEvidence, Request, Strength
 from rspolicy.policy import Policy
 from rspolicy.readers.companions import CompanionKind, companion_kind, parse_pam, parse_rpb, parse_rpc_txt
 from rspolicy.readers.discover import (
@@ -84,7 +86,7 @@ from rspolicy.readers.package import is_package, opened_package, write_package
 from rspolicy.records import BatchHistory, PriorDecision, sha256_file
 from rspolicy.results import FileDigest, ProductResult, Result
 from rspolicy.screen import decide
-from rspolicy.sidecars import GridChange, rewrite_sidecar
+from rspolicy.sidecars import GridChange, rewrite_sidecar, stamp_obligations
 
 OutputFormat = Literal["gtiff", "cog"]
 STAGE_PREFIX = ".rspolicy-stage-"
@@ -121,6 +123,9 @@ class EnforceOptions:
         Wall-clock limit for one product in its worker process (reading,
         deciding, degrading, re-screening); past it the worker is killed and
         the product fails.
+    request
+        Recipient, purpose, approval and release time every product is
+        decided for (and re-screened for).
     """
 
     outdir: Path
@@ -132,6 +137,7 @@ class EnforceOptions:
     creation_options: Mapping[str, str] = field(default_factory=dict)
     resume_scope: tuple[str, ...] = ()
     product_seconds: float = 6 * 3600.0
+    request: Request = field(default_factory=Request)
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,8 @@ class Outcome:
         and how many products that package held.
     bytes_in, seconds
         Size of its inputs, and time spent on it.
+    masked_fraction
+        For a masked product: the share of its pixels set to nodata.
     """
 
     decision: Decision | None
@@ -182,6 +190,7 @@ class Outcome:
     members: int = 1
     bytes_in: int = 0
     seconds: float = 0.0
+    masked_fraction: float | None = None
 
     @property
     def result(self) -> Result:
@@ -190,8 +199,7 @@ class Outcome:
             return Result.SKIPPED
         if self.failure is not None or self.decision is None:
             return Result.FAILED
-        return {Action.ALLOW: Result.RELEASED, Action.RESAMPLE: Result.DEGRADED,
-                Action.BLOCK: Result.BLOCKED}[self.decision.action]
+        return _RESULTS[self.decision.action]
 
     @property
     def display(self) -> str:
@@ -231,6 +239,12 @@ class Outcome:
                              self.output_gsd_m, self.outputs, self.bytes_in, self.seconds)
 
 
+#: A decision never carries REFER (a referral blocks, or is approved and decided by the other rules);
+#: were one to, it would not leave.
+_RESULTS = {Action.ALLOW: Result.RELEASED, Action.RESAMPLE: Result.DEGRADED, Action.MASK: Result.DEGRADED,
+            Action.REFER: Result.BLOCKED, Action.BLOCK: Result.BLOCKED}
+
+
 class _FatalError(Exception):
     """A failure after the record was written: the run stops (never turned into a block)."""
 
@@ -240,7 +254,7 @@ class _FatalError(Exception):
 
 
 def _blocked(decision: Decision, reason: str) -> Decision:
-    return dataclasses.replace(decision, action=Action.BLOCK, target_gsd_m=None,
+    return dataclasses.replace(decision, action=Action.BLOCK, target_gsd_m=None, mask_zones=(),
                                reasons=(*decision.reasons, reason), deciding_reason=reason)
 
 
@@ -424,7 +438,18 @@ def _provenance(decision: Decision, plan: DegradePlan) -> dict[str, str]:
         "RSPOLICY_DECISION_ID": decision.decision_id,
         "RSPOLICY_VERSION": rspolicy.__version__,
         **_class_tag(decision),
+        **_release_tags(decision),
     }
+
+
+def _release_tags(decision: Decision) -> dict[str, str]:
+    """What every image rspolicy writes says about its release: masks, approval, obligations."""
+    tags = dict(decision.obligations.tags())
+    if decision.mask_zones:
+        tags["RSPOLICY_MASKED_ZONES"] = ", ".join(z.name for z in decision.mask_zones)
+    if decision.request is not None and decision.request.approval:
+        tags["RSPOLICY_APPROVAL"] = decision.request.approval
+    return tags
 
 
 def _class_tag(decision: Decision) -> dict[str, str]:
@@ -462,44 +487,76 @@ def _withheld_notes(product: ProductEvidence) -> list[str]:
 
 
 def _stage_allowed(decision: Decision, opts: EnforceOptions, stage: Path,
-                   rel: Callable[[Path], Path]) -> tuple[list[Path], list[str]]:
+                   rel: Callable[[Path], Path]) -> tuple[list[Path], list[str], float | None]:
     product = decision.product
     assert product is not None  # allowed decisions always carry their product
     staged, notes = [], _withheld_notes(product)
+    obligations = decision.obligations
     for f in product.files:
         dest = stage / rel(f)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if f == product.raster and product.rebuild is not None:
+        hdf5 = f.name.lower().endswith(HDF5_SUFFIXES)
+        if f == product.raster and not hdf5 and (product.rebuild is not None or obligations):
             tags = {"RSPOLICY_DECISION_ID": decision.decision_id, "RSPOLICY_VERSION": rspolicy.__version__,
                     "RSPOLICY_POLICY": f"{decision.policy.name} {decision.policy.version}",
-                    "RSPOLICY_POLICY_SHA256": decision.policy.sha256, **_class_tag(decision)}
-            part = dest.with_name(dest.name + ".part")
+                    "RSPOLICY_POLICY_SHA256": decision.policy.sha256, **_class_tag(decision),
+                    **_release_tags(decision)}
+            part = _scratch(stage)
             rebuild_raster(f, part, tags=tags, threads=opts.threads, rpcs=companion_rpcs(product))
             part.rename(dest)
-            notes.append(f"rebuilt by rspolicy's writer: {product.rebuild}")
+            notes.append(f"rebuilt by rspolicy's writer: {product.rebuild}" if product.rebuild is not None else
+                         "rebuilt pixel-exact by rspolicy's writer to carry the policy's obligations in its tags")
+        elif f == product.raster and hdf5 and obligations:
+            shutil.copy2(f, dest)
+            stamp_hdf5(dest, _release_tags(decision))
+            notes.append("the policy's obligations added as attributes of the file's root group")
+        elif obligations and f.name.lower().endswith(".xml") and stamp_obligations(f, dest, obligations):
+            notes.append(f"{f.name}: the policy's obligations added")
         else:
             shutil.copy2(f, dest)
         staged.append(dest)
-    return staged, notes
+    return staged, notes, None
+
+
+def _scratch(stage: Path) -> Path:
+    """A fresh ASCII file name in the stage for GDAL to write to (it cannot take a name that is not UTF-8).
+
+    Renamed to the product's own name once written.
+    """
+    return stage / f".rspolicy-{uuid.uuid4().hex}.part.tif"
+
+
+def stamp_hdf5(path: Path, tags: Mapping[str, str]) -> None:
+    """Add text attributes to the root group of an HDF5 file (a staged copy, never an input)."""
+    import h5py  # noqa: PLC0415 - only HDF5 releases under a policy with obligations need it
+
+    with h5py.File(path, "r+") as handle:
+        for key, value in tags.items():
+            handle.attrs[key] = value
 
 
 def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
-                    rel: Callable[[Path], Path]) -> tuple[list[Path], list[str]]:
+                    rel: Callable[[Path], Path]) -> tuple[list[Path], list[str], float | None]:
     product = decision.product
     assert product is not None and product.raster is not None  # resample decisions always carry them
     if product.raster.name.lower().endswith(HDF5_SUFFIXES):
         raise UnsupportedProductError(f"{decision.path}: degrading HDF5 products is not supported")
     rpcs = companion_rpcs(product)
     plan = plan_degrade(decision, opts.policy, rpcs=rpcs)
+    if decision.mask_zones:
+        plan = dataclasses.replace(plan, mask=raster_pixel_mask(product.raster, [z.wkt for z in decision.mask_zones],
+                                                                rpcs=rpcs))
     image = stage / rel(product.raster)
     image.parent.mkdir(parents=True, exist_ok=True)
-    written = degrade_raster(product.raster, image.with_name(image.name + ".part"), plan,
+    written = degrade_raster(product.raster, _scratch(stage), plan,
                              tags=_provenance(decision, plan), threads=opts.threads,
                              intermediate=opts.output_format == "cog", rpcs=rpcs,
                              creation_options=opts.creation_options)
     if opts.output_format == "cog":
-        write_cog(written.path, image, sar_mode=plan.sar_mode, threads=opts.threads)
+        cog = _scratch(stage)
+        write_cog(written.path, cog, sar_mode=plan.sar_mode, threads=opts.threads)
         written.path.unlink()
+        cog.rename(image)
     else:
         written.path.rename(image)
     staged, notes = [image], _withheld_notes(product)
@@ -508,6 +565,8 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
         dest = stage / rel(sidecar)
         name = sidecar.name.lower()
         if name.endswith(".xml") and rewrite_sidecar(sidecar, dest, change):
+            if decision.obligations:
+                stamp_obligations(dest, dest, decision.obligations)
             staged.append(dest)
         elif name.endswith(".rpb") and written.rpcs is not None:
             dest.write_text(rpb_text(written.rpcs), encoding="ascii")
@@ -519,7 +578,10 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
         rpb = image.with_name(product_stem(image.name) + ".rpb")
         rpb.write_text(rpb_text(written.rpcs), encoding="ascii")
         staged.append(rpb)
-    return staged, notes
+    if written.masked_fraction is not None:
+        notes.append(f"masked zone {', '.join(z.name for z in decision.mask_zones)}: "
+                     f"{written.masked_fraction:.4%} of the pixels set to nodata")
+    return staged, notes, written.masked_fraction
 
 
 def decided_class_hint(decision: Decision) -> Evidence:
@@ -535,7 +597,8 @@ def decided_class_hint(decision: Decision) -> Evidence:
                     Strength.STRONG)
 
 
-def _rescreen(staged: list[Path], stage: Path, decision: Decision, policy: Policy) -> Decision:
+def _rescreen(staged: list[Path], stage: Path, decision: Decision, policy: Policy,
+              request: Request | None = None) -> Decision:
     """Screen the staged copy as a recipient would, knowing the class that was decided."""
     products, _ = group_files(staged, lambda p: os.fspath(p.relative_to(stage)))
     if len(products) != 1:
@@ -543,7 +606,21 @@ def _rescreen(staged: list[Path], stage: Path, decision: Decision, policy: Polic
     product = read_product(products[0], lambda p: os.fspath(p.relative_to(stage)))
     if decision.product_class is not ProductClass.UNKNOWN:
         product = dataclasses.replace(product, evidence=(*product.evidence, decided_class_hint(decision)))
-    return decide(product, policy)
+    return decide(product, policy, request if request is not None else decision.request)
+
+
+def rescreen_passes(check: Decision, decision: Decision) -> bool:
+    """Whether a staged output's re-screen lets it leave.
+
+    It must be allowed as it is, or asked only to mask zones whose pixels the
+    output already has as nodata (a zone still overlaps the masked image's
+    footprint), at no finer a resolution.
+    """
+    if check.action is Action.ALLOW:
+        return True
+    masked = {z.name for z in decision.mask_zones}
+    return (check.action is Action.MASK and check.target_gsd_m is None and bool(masked)
+            and {z.name for z in check.mask_zones} <= masked)
 
 
 #: One staged file and where it goes, relative to the output folder (or package).
@@ -611,6 +688,19 @@ class WorkContext:
     prior: BatchHistory = dataclasses.field(default_factory=BatchHistory)
 
 
+def resume_scope(policy: Policy, request: Request, *, explicit_time: bool = False) -> tuple[str, ...]:
+    """What of a request makes a rerun "the same command".
+
+    The recipient, purpose and approval; and the release time when it was
+    given or the policy tests the age of the data (a product too fresh
+    yesterday is decided again today).
+    """
+    scope = [str(request.recipient or ""), request.purpose or "", request.approval or ""]
+    if explicit_time or policy.uses_time:
+        scope.append(request.at.isoformat())
+    return tuple(scope)
+
+
 def run_fingerprint(opts: EnforceOptions, root: Path) -> str:
     """The part of every product's batch key that names the command rather than the product."""
     return _sha256_json({"policy": opts.policy.ref.sha256, "outdir": os.fspath(root), "format": opts.output_format,
@@ -648,15 +738,15 @@ def _stage_one(decision: Decision, ctx: WorkContext, stage: Path,
         # The sealer's threads finish before the caller removes the stage.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rspolicy-seal") as sealer:
             if decision.action is Action.ALLOW:
-                staged, notes = _stage_allowed(decision, opts, stage, rel)
+                staged, notes, masked = _stage_allowed(decision, opts, stage, rel)
             else:
-                staged, notes = _stage_degraded(decision, opts, stage, rel)
+                staged, notes, masked = _stage_degraded(decision, opts, stage, rel)
             # The staged bytes are final: hash them (and flush them to disk) while the re-screen
             # reads them, rather than one after the other.
             digests = [sealer.submit(sha256_file, p) for p in staged]
             flushed = [sealer.submit(_fsync, p) for p in staged] if durable else []
-            check = _rescreen(staged, stage, decision, opts.policy)
-            if check.action is not Action.ALLOW:
+            check = _rescreen(staged, stage, decision, opts.policy, opts.request)
+            if not rescreen_passes(check, decision):
                 sealer.shutdown(cancel_futures=True)  # the files are about to be deleted
                 return _Staged(Outcome(_blocked(decision, "the written output failed its re-screen "
                                                           f"({check.action.value}: {'; '.join(check.reasons)}); "
@@ -666,7 +756,7 @@ def _stage_one(decision: Decision, ctx: WorkContext, stage: Path,
             rels = [PurePath(p.relative_to(stage)) for p in staged]
             outputs = tuple(FileDigest(final(r), p.stat().st_size, d.result())
                             for p, r, d in zip(staged, rels, digests, strict=True))
-            return _Staged(Outcome(decision, outputs, check.gsd_m, tuple(notes), inputs),
+            return _Staged(Outcome(decision, outputs, check.gsd_m, tuple(notes), inputs, masked_fraction=masked),
                            tuple(zip(staged, rels, strict=True)))
     except _REFUSALS as exc:
         return _Staged(Outcome(_blocked(decision, f"{exc}; nothing was written"), inputs=inputs))
@@ -695,7 +785,7 @@ def prepare(item: FoundProduct | FoundPackage | ProductEvidence, ctx: WorkContex
         key = batch_key(ctx.fingerprint, [("unreadable:" + item.path, "; ".join(item.problems))])
         prior = _completed(ctx, key, item.path)
         prepared = Prepared(tuple(_Staged(o) for o in prior) if prior else
-                            (_Staged(Outcome(decide(item, ctx.opts.policy), key=key)),))
+                            (_Staged(Outcome(decide(item, ctx.opts.policy, ctx.opts.request), key=key)),))
     seconds = time.monotonic() - started
     return dataclasses.replace(prepared, items=tuple(
         dataclasses.replace(s, outcome=dataclasses.replace(s.outcome, seconds=seconds / max(1, len(prepared.items))))
@@ -726,7 +816,7 @@ def _prepare_product(item: FoundProduct, ctx: WorkContext) -> Prepared:
     prior = _completed(ctx, key, item.files.display, bytes_in) if key else ()
     if prior:
         return Prepared(tuple(_Staged(o) for o in prior))
-    decision = decide(read_product(item.files, item.label), ctx.opts.policy)
+    decision = decide(read_product(item.files, item.label), ctx.opts.policy, ctx.opts.request)
     product = decision.product
     by_label = {d.path: d for d in hashed}
     inputs = tuple(by_label[product.label(i)] for i, _ in enumerate(product.files)
@@ -769,7 +859,8 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
             label = _PackageLabel(item.display, root)
             products, _ = group_files([m.local for m in members if not is_package(m.local)], label)
             if not products:
-                decision = decide(unreadable(item.display, "package holds no product image", item.path), opts.policy)
+                decision = decide(unreadable(item.display, "package holds no product image", item.path), opts.policy,
+                                  opts.request)
                 shutil.rmtree(stage, ignore_errors=True)
                 return Prepared((_Staged(Outcome(decision, inputs=package_digest, key=key, bytes_in=bytes_in)),))
             member_root = stage / "members"
@@ -777,7 +868,7 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
             kept: dict[PurePath, str] = {}
             outcomes: list[Outcome] = []
             for files in products:
-                decision = decide(read_product(files, label), opts.policy)
+                decision = decide(read_product(files, label), opts.policy, opts.request)
                 product = decision.product
                 # A member's record names its own files as ``package!member`` (as screen's does), not the package.
                 inputs = _digests(product.files, label) if product is not None else package_digest
@@ -821,7 +912,7 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
                                 for o in outcomes]
     except ProductReadError as exc:
         shutil.rmtree(stage, ignore_errors=True)
-        decision = decide(unreadable(item.display, exc.problem, item.path), opts.policy)
+        decision = decide(unreadable(item.display, exc.problem, item.path), opts.policy, opts.request)
         return Prepared((_Staged(Outcome(decision, inputs=package_digest, key=key, bytes_in=bytes_in)),))
     except Exception as exc:  # noqa: BLE001 - unpacking or writing failed: nothing of the package leaves
         shutil.rmtree(stage, ignore_errors=True)

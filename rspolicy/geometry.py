@@ -244,3 +244,193 @@ def gcp_spacing(gcps: Sequence[GroundControlPoint], crs: CRS | None, width: int,
 def _crs_label(crs: pyproj.CRS) -> str:
     auth = crs.to_authority()
     return f"{auth[0]}:{auth[1]}" if auth else (crs.name or "a custom CRS")
+
+
+# Footprints
+# --------------------------------------------------------------------------
+
+#: Points per image edge of a footprint outline: a projection bends a straight pixel edge on the ground.
+FOOTPRINT_EDGE_POINTS = 8
+
+
+def outline_pixels(width: int, height: int, per_edge: int = FOOTPRINT_EDGE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """The outline of an image in pixel-edge coordinates, ``per_edge`` points along each edge.
+
+    Column ``0`` is the left edge of the first pixel and column ``width`` the
+    right edge of the last one (likewise for rows). The ring starts at the
+    top-left corner and runs along the top, right, bottom and left edges (top
+    left, top right, bottom right, bottom left, as sidecars list corners); it
+    is not closed.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(cols, rows)``, ``4 * per_edge`` points each.
+
+    Examples
+    --------
+    >>> cols, rows = outline_pixels(4, 2, per_edge=2)
+    >>> list(zip(cols.tolist(), rows.tolist()))
+    [(0.0, 0.0), (2.0, 0.0), (4.0, 0.0), (4.0, 1.0), (4.0, 2.0), (2.0, 2.0), (0.0, 2.0), (0.0, 1.0)]
+    """
+    steps = np.arange(per_edge, dtype=float) / per_edge
+    w, h = float(width), float(height)
+    cols = np.concatenate([steps * w, np.full(per_edge, w), w - steps * w, np.zeros(per_edge)])
+    rows = np.concatenate([np.zeros(per_edge), steps * h, np.full(per_edge, h), h - steps * h])
+    return cols, rows
+
+
+@functools.lru_cache(maxsize=64)
+def lonlat_transformer(crs_wkt: str, *, inverse: bool = False) -> Transformer:
+    """The transformer from a CRS to longitude/latitude on WGS 84 (EPSG:4326, longitude first), built once.
+
+    Footprints and zones are WGS 84 longitude/latitude, whatever datum the
+    image's CRS has (a Beijing 1954 grid is some 100 m off WGS 84), so the
+    target is EPSG:4326 itself rather than the CRS's own geodetic CRS.
+
+    Parameters
+    ----------
+    crs_wkt
+        The CRS as WKT.
+    inverse
+        The other way: from longitude/latitude to the CRS.
+
+    Raises
+    ------
+    pyproj.exceptions.CRSError, pyproj.exceptions.ProjError
+        When pyproj cannot build it.
+    """
+    crs = pyproj.CRS.from_user_input(crs_wkt)
+    wgs84 = pyproj.CRS.from_epsg(4326)
+    return Transformer.from_crs(wgs84, crs, always_xy=True) if inverse else \
+        Transformer.from_crs(crs, wgs84, always_xy=True)
+
+
+def rpc_heights(rpcs: RPC) -> tuple[float, float, float]:
+    """The heights an RPC image is projected at to bound its ground: offset, offset -+ scale (metres).
+
+    The ground an image shows moves with the terrain height; the RPCs' height
+    range (offset +- scale) bounds the heights they were fitted for.
+    """
+    return float(rpcs.height_off), float(rpcs.height_off - rpcs.height_scale), \
+        float(rpcs.height_off + rpcs.height_scale)
+
+
+def rpc_ground(rpcs: RPC, cols: np.ndarray, rows: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of pixel-edge positions ``(cols, rows)`` projected through RPCs at ``height``.
+
+    Points the RPCs cannot project come back non-finite (rasterio's warning
+    about them is silenced: callers check).
+    """
+    with warnings.catch_warnings(), RPCTransformer(rpcs) as tr:
+        warnings.simplefilter("ignore", TransformWarning)
+        xs, ys = tr.xy(rows.tolist(), cols.tolist(), zs=[height] * len(rows), offset="ul")
+    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+
+def _footprint_wkt(lon: np.ndarray, lat: np.ndarray, *, hull: bool) -> str:
+    """A longitude/latitude polygon (ring order, or the convex hull of the points) as WKT; ValueError if unusable."""
+    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
+        raise ValueError("the outline does not map to finite longitudes and latitudes")
+    if np.any(np.abs(lat) > 90.0):
+        raise ValueError("the outline maps to latitudes beyond the poles")
+    if np.any(np.abs(lon) > 180.0):
+        raise ValueError("the outline maps to longitudes outside -180..180 (the image crosses the antimeridian)")
+    if float(np.max(lon) - np.min(lon)) > 180.0:
+        raise ValueError("the outline spans more than 180 degrees of longitude (the image crosses the antimeridian "
+                         "or a pole)")
+    import shapely  # noqa: PLC0415 - only footprints need it (30 ms to import)
+
+    points = np.column_stack([lon, lat])
+    polygon = shapely.MultiPoint(points).convex_hull if hull else shapely.Polygon(points)
+    if not isinstance(polygon, shapely.Polygon) or not polygon.is_valid or not polygon.area > 0:
+        raise ValueError("the outline does not form a simple polygon of some area")
+    # Full precision: a rounded vertex could move the outline inside ground the image shows.
+    return str(shapely.to_wkt(polygon, rounding_precision=-1, trim=True))
+
+
+def affine_footprint(transform: Affine, crs: CRS, width: int, height: int) -> str:
+    """The ground outline of an affine grid as a WKT polygon in WGS 84 longitude/latitude.
+
+    The image's outline (pixel edges ``0..width``, ``0..height``, with
+    :data:`FOOTPRINT_EDGE_POINTS` points per edge, see
+    :func:`outline_pixels`) is mapped through ``transform`` and transformed
+    from ``crs`` to EPSG:4326 (longitude first).
+
+    Parameters
+    ----------
+    transform
+        Pixel to CRS coordinates (a geotransform, or the affine fitted to GCPs).
+    crs
+        The CRS of ``transform``.
+    width, height
+        The image size.
+
+    Returns
+    -------
+    str
+        ``POLYGON ((lon lat, ...))``, corners in the order top left, top
+        right, bottom right, bottom left.
+
+    Raises
+    ------
+    ValueError
+        When the outline does not map to a usable polygon: non-finite points,
+        longitudes outside -180..180 or spanning more than 180 degrees (the
+        antimeridian), a ring that crosses itself; or ``crs`` cannot be
+        transformed to longitude/latitude.
+
+    Examples
+    --------
+    >>> from rasterio.crs import CRS
+    >>> affine_footprint(Affine(0.25, 0, 116, 0, -0.25, 40), CRS.from_epsg(4326), 4, 4)[:44]
+    'POLYGON ((116 40, 116.125 40, 116.25 40, 116'
+    """
+    try:
+        to_lonlat = lonlat_transformer(crs.to_wkt())
+    except pyproj.exceptions.ProjError as exc:  # CRSError is one
+        raise ValueError(f"the CRS cannot be transformed to longitude/latitude ({exc})") from exc
+    cols, rows = outline_pixels(width, height)
+    x = transform.c + transform.a * cols + transform.b * rows
+    y = transform.f + transform.d * cols + transform.e * rows
+    lon, lat = (np.asarray(v, dtype=float) for v in to_lonlat.transform(x, y, errcheck=False))
+    return _footprint_wkt(lon, lat, hull=False)
+
+
+def rpc_footprint(rpcs: RPC, width: int, height: int) -> str:
+    """The ground an RPC image may show, as a WKT polygon in longitude/latitude.
+
+    The outline (see :func:`outline_pixels`) is projected through the RPCs at
+    the height offset and at offset -+ height scale (:func:`rpc_heights`); the
+    footprint is the convex hull of the three outlines, so that a zone test
+    does not miss ground the image shows from a height the offset does not.
+
+    Raises
+    ------
+    ValueError
+        When the RPCs do not project the outline to a usable polygon (see
+        :func:`affine_footprint`).
+
+    Examples
+    --------
+    A linear RPC of 0.3 m pixels around (0, 0) (see :func:`rpc_spacing`): 2000 pixels are
+    600 m, some 0.0027 degrees either side of the centre:
+
+    >>> from rasterio.rpc import RPC
+    >>> den = [1.0] + [0.0] * 19
+    >>> r = RPC(height_off=0, height_scale=500, lat_off=0.0, lat_scale=1000 * 0.3 / 110574.3,
+    ...         line_den_coeff=den, line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17, line_off=1000, line_scale=1000,
+    ...         long_off=0.0, long_scale=1000 * 0.3 / 111319.5, samp_den_coeff=den,
+    ...         samp_num_coeff=[0.0, 1.0] + [0.0] * 18, samp_off=1000, samp_scale=1000)
+    >>> import shapely
+    >>> [round(v, 5) for v in shapely.from_wkt(rpc_footprint(r, 2000, 2000)).bounds]
+    [-0.0027, -0.00271, 0.00269, 0.00271]
+    """
+    cols, rows = outline_pixels(width, height)
+    lons: list[np.ndarray] = []
+    lats: list[np.ndarray] = []
+    for z in rpc_heights(rpcs):
+        lon, lat = rpc_ground(rpcs, cols, rows, z)
+        lons.append(lon)
+        lats.append(lat)
+    return _footprint_wkt(np.concatenate(lons), np.concatenate(lats), hull=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,19 @@ class ProductClass(enum.StrEnum):
 
 
 class Action(enum.StrEnum):
-    """What happens to a product: ordered from most to least permissive."""
+    """What happens to a product: ordered from most to least permissive.
+
+    ``MASK`` leaves the product with the pixels inside named zones set to
+    nodata (and resampled as well when ``target_gsd_m`` is set). ``REFER`` is
+    a rule's action only: a referred product is blocked unless an approval
+    reference was given, and then decided by the other rules, so no decision
+    carries it.
+    """
 
     ALLOW = "allow"
     RESAMPLE = "resample"
+    MASK = "mask"
+    REFER = "refer"
     BLOCK = "block"
 
     @property
@@ -45,7 +55,7 @@ class Action(enum.StrEnum):
         return _ACTION_SEVERITY[self]
 
 
-_ACTION_SEVERITY = {Action.ALLOW: 0, Action.RESAMPLE: 1, Action.BLOCK: 2}
+_ACTION_SEVERITY = {Action.ALLOW: 0, Action.RESAMPLE: 1, Action.MASK: 2, Action.REFER: 3, Action.BLOCK: 4}
 
 
 class Fact(enum.StrEnum):
@@ -250,6 +260,103 @@ class PolicyRef:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """Who receives a release: an ISO 3166-1 alpha-2 country code and, optionally, an organisation.
+
+    Written ``CC`` or ``CC:ORGANISATION`` (``DE:DLR``) on the command line;
+    a bare name (``ESA``) is an organisation whose country is not known.
+    """
+
+    country: str | None
+    organisation: str | None = None
+
+    def __str__(self) -> str:
+        if self.country is None:
+            return self.organisation or ""
+        return self.country if self.organisation is None else f"{self.country}:{self.organisation}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a release is for: who receives it, why, under which approval, and when.
+
+    Attributes
+    ----------
+    recipient
+        The receiving organisation, or None when not stated (rules about
+        recipients then hold either way, which fails closed).
+    purpose
+        The stated purpose, lower case, or None.
+    approval
+        A person's approval reference for referred products, or None.
+    at
+        The release time (timezone-aware); the age of the data is counted to it.
+    """
+
+    recipient: Recipient | None = None
+    purpose: str | None = None
+    approval: str | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return {"recipient": None if self.recipient is None else str(self.recipient), "purpose": self.purpose,
+                "approval": self.approval, "at": self.at.isoformat(timespec="seconds")}
+
+
+@dataclass(frozen=True)
+class FiredRule:
+    """A policy rule whose condition held (or could hold) for a product, and what it asked for."""
+
+    id: str
+    action: Action
+    why: str
+    target_gsd_m: float | None = None
+    zones: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        out: dict[str, Any] = {"id": self.id, "action": self.action.value, "why": self.why}
+        if self.target_gsd_m is not None:
+            out["target_gsd_m"] = self.target_gsd_m
+        if self.zones:
+            out["zones"] = list(self.zones)
+        return out
+
+
+@dataclass(frozen=True)
+class MaskZone:
+    """A named area whose pixels a release must not show: WKT in longitude and latitude (EPSG:4326)."""
+
+    name: str
+    wkt: str
+
+
+@dataclass(frozen=True)
+class Obligations:
+    """What a policy attaches to every release: a credit line and conditions of use."""
+
+    credit: str | None = None
+    conditions: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.credit or self.conditions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return {"credit": self.credit, "conditions": list(self.conditions)}
+
+    def tags(self) -> dict[str, str]:
+        """The GeoTIFF metadata items that carry them in a released image."""
+        out: dict[str, str] = {}
+        if self.credit:
+            out["RSPOLICY_CREDIT"] = self.credit
+        if self.conditions:
+            out["RSPOLICY_CONDITIONS"] = "; ".join(self.conditions)
+        return out
+
+
+@dataclass(frozen=True)
 class Decision:
     """What happens to one product, and why.
 
@@ -281,6 +388,14 @@ class Decision:
         The read-stage result, kept for the action stage (not serialised).
     deciding_reason
         The one reason that decided the action (among ``reasons``); see :attr:`why`.
+    fired
+        Every policy rule whose condition held, with what it asked for.
+    mask_zones
+        For a MASK decision, the zones whose pixels become nodata.
+    request
+        The request the decision was taken for.
+    obligations
+        The policy's credit line and conditions of use, stamped into what leaves.
     """
 
     path: str
@@ -298,6 +413,10 @@ class Decision:
     decision_id: str = ""
     product: ProductEvidence | None = field(default=None, compare=False, repr=False)
     deciding_reason: str = ""
+    fired: tuple[FiredRule, ...] = ()
+    mask_zones: tuple[MaskZone, ...] = ()
+    request: Request | None = None
+    obligations: Obligations = Obligations()
 
     @property
     def why(self) -> str:
@@ -321,6 +440,10 @@ class Decision:
             "warnings": list(self.warnings),
             "evidence": [e.to_dict() for e in self.evidence],
             "policy": self.policy.to_dict(),
+            "rules_fired": [f.to_dict() for f in self.fired],
+            "mask_zones": [z.name for z in self.mask_zones],
+            "request": None if self.request is None else self.request.to_dict(),
+            "obligations": self.obligations.to_dict() if self.obligations else None,
         }
 
 
@@ -342,4 +465,5 @@ def exit_status(actions: Iterable[Action]) -> int:
     return _EXIT_STATUS[strictest(actions)]
 
 
-_EXIT_STATUS: Mapping[Action, int] = {Action.ALLOW: 0, Action.RESAMPLE: 3, Action.BLOCK: 4}
+_EXIT_STATUS: Mapping[Action, int] = {Action.ALLOW: 0, Action.RESAMPLE: 3, Action.MASK: 3, Action.REFER: 4,
+                                      Action.BLOCK: 4}

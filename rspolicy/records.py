@@ -100,7 +100,8 @@ def _json_value(value: Scalar) -> Scalar:
 def decision_record(decision: Decision, requester: Requester, *, command: str,
                     outputs: Sequence[Mapping[str, Any]] = (), output_gsd_m: float | None = None,
                     notes: Iterable[str] = (), inputs: Sequence[Mapping[str, Any]] = (),
-                    batch: Mapping[str, str | int] | None = None) -> dict[str, Any]:
+                    batch: Mapping[str, str | int] | None = None,
+                    masked_fraction: float | None = None) -> dict[str, Any]:
     """The audit record of one decision.
 
     Parameters
@@ -125,6 +126,8 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
         ``key`` (and for a package member, ``member``): what a later run of
         the same batch looks the product up by to skip it
         (:func:`completed_products`).
+    masked_fraction
+        The share of the source's pixels a mask decision set to nodata.
     """
     product = decision.product
     if inputs:
@@ -155,6 +158,9 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
             "action": decision.action.value,
             "target_gsd_m": decision.target_gsd_m,
             "rules": [decision.rule] if decision.rule else [],
+            "rules_fired": [f.to_dict() for f in decision.fired],
+            # Names only: the zones themselves are part of the policy's identity (its sha256).
+            "mask_zones": [z.name for z in decision.mask_zones],
             "reasons": list(decision.reasons),
             "why": decision.why,
             "warnings": list(decision.warnings),
@@ -166,7 +172,7 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
     }
     if command == "enforce":
         record["output"] = {"files": [dict(o) for o in outputs], "gsd_m": output_gsd_m,
-                            "notes": list(notes)}
+                            "notes": list(notes), "masked_fraction": masked_fraction}
         if outputs:
             # Written before the files are moved into place: a "released" or
             # "reconcile" record must follow (see pending_releases).
@@ -177,6 +183,13 @@ def decision_record(decision: Decision, requester: Requester, *, command: str,
         record["recipient"] = requester.recipient
     if requester.purpose:
         record["purpose"] = requester.purpose
+    request = decision.request
+    if request is not None:
+        if request.approval:
+            record["approval"] = request.approval
+        record["release_time"] = request.at.isoformat(timespec="seconds")
+    if decision.obligations:
+        record["obligations"] = decision.obligations.to_dict()
     clean: dict[str, Any] = _clean(record)
     return clean
 

@@ -8,13 +8,14 @@ a delivery, and one that skips leaks it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 
 from rspolicy.audit import new_decision_id
 from rspolicy.classify import classify
-from rspolicy.model import Action, Decision, Fact, ProductClass, ProductEvidence
-from rspolicy.policy import Outcome, Policy, evaluate, load_policy
+from rspolicy.model import Action, Decision, Fact, MaskZone, ProductClass, ProductEvidence, Request
+from rspolicy.policy import Policy, evaluate, load_policy, product_facts, stricter_outcome
 from rspolicy.readers.discover import Skipped, iter_products
 from rspolicy.resolution import resolve, unusable_resolutions
 
@@ -23,7 +24,7 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def decide(product: ProductEvidence, policy: Policy) -> Decision:
+def decide(product: ProductEvidence, policy: Policy, request: Request | None = None) -> Decision:
     """Decide what happens to one product under a policy.
 
     Parameters
@@ -32,6 +33,9 @@ def decide(product: ProductEvidence, policy: Policy) -> Decision:
         The read-stage evidence.
     policy
         The loaded policy.
+    request
+        Recipient, purpose, approval and release time (default: none
+        stated, released now; rules about them then fail closed).
 
     Returns
     -------
@@ -40,18 +44,20 @@ def decide(product: ProductEvidence, policy: Policy) -> Decision:
         no resolution evidence; otherwise the strictest outcome among the
         class and every alternative class that some evidence suggested.
     """
+    request = request if request is not None else Request()
     try:
-        return _decide(product, policy)
+        return _decide(product, policy, request)
     except Exception as exc:  # noqa: BLE001 - fail closed: any bug here blocks the product
         return Decision(
             path=product.path, satellite=None, sensor=None, product_class=ProductClass.UNKNOWN, gsd_m=None,
             action=Action.BLOCK, target_gsd_m=None, rule=None,
             reasons=(f"{product.path}: internal error while deciding ({type(exc).__name__}: {exc}); blocked",),
             warnings=(), evidence=product.evidence, policy=policy.ref, decision_id=new_decision_id(),
-            product=product, deciding_reason=f"internal error while deciding ({type(exc).__name__}: {exc})")
+            product=product, deciding_reason=f"internal error while deciding ({type(exc).__name__}: {exc})",
+            request=request)
 
 
-def _decide(product: ProductEvidence, policy: Policy) -> Decision:
+def _decide(product: ProductEvidence, policy: Policy, request: Request) -> Decision:
     outcome_class = classify(product)
     classification = outcome_class.classification
     resolution = resolve(product, policy.disagreement)
@@ -60,17 +66,20 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
     product_class = classification.product_class
     if product_class is ProductClass.UNKNOWN:
         reasons.extend(classification.reasons)
-    outcome = evaluate(policy, product_class, resolution.gsd_m)
+    alone = product_facts(product, product_class, (), resolution.gsd_m)
+    outcome = evaluate(policy, alone, request=request)
     deciding = outcome.reason
     if product_class is ProductClass.UNKNOWN and classification.reasons:
         deciding = f"{outcome.reason}: {classification.reasons[0]}"
     for alternative, hint in outcome_class.alternatives:
-        other = evaluate(policy, alternative, resolution.gsd_m)
-        if _stricter(other, outcome):
+        # The product is one class or the other: each reading is held to its own rules, the strictest wins.
+        other = evaluate(policy, dataclasses.replace(alone, classes=frozenset({alternative})), request=request)
+        stricter = stricter_outcome(outcome, other)
+        if stricter is not outcome:
             reasons.append(f"{hint.source} {hint.field} suggests {alternative.value} ({hint.detail}); "
                            f"the stricter rule for {alternative.value} applies")
-            outcome = other
-            deciding = f"{reasons[-1]}: {other.reason}"
+            outcome = stricter
+            deciding = f"{reasons[-1]}: {stricter.reason}"
         else:
             warnings.append(f"{hint.source} {hint.field} suggests {alternative.value} ({hint.detail}), "
                             f"not {product_class.value}; it would not change the decision")
@@ -79,12 +88,13 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
                        f"{resolution.finest.field}")
     reasons.append(outcome.reason)
     action, target = outcome.action, outcome.target_gsd_m
+    masks = tuple(MaskZone(name, policy.zones[name].wkt) for name in outcome.mask_zones)
     # Readers refuse such values; one that got through anyway is unusable evidence, which blocks.
     unusable = [f"{e.source} {e.field}: {e.value!r} is not a usable ground resolution"
                 for e in unusable_resolutions(product)]
     if product.problems or unusable:
         reasons = [*product.problems, *unusable, *reasons]
-        action, target = Action.BLOCK, None
+        action, target, masks = Action.BLOCK, None, ()
         deciding = reasons[0]
     if action is Action.ALLOW and product.rebuild:
         reasons.append(f"the image leaves rebuilt pixel-exact by rspolicy's writer, not byte for byte: "
@@ -106,14 +116,11 @@ def _decide(product: ProductEvidence, policy: Policy) -> Decision:
         decision_id=new_decision_id(),
         product=product,
         deciding_reason=deciding,
+        fired=outcome.fired,
+        mask_zones=masks,
+        request=request,
+        obligations=policy.obligations,
     )
-
-
-def _stricter(candidate: Outcome, current: Outcome) -> bool:
-    if candidate.action.severity != current.action.severity:
-        return candidate.action.severity > current.action.severity
-    return (candidate.action is Action.RESAMPLE and current.target_gsd_m is not None
-            and candidate.target_gsd_m is not None and candidate.target_gsd_m > current.target_gsd_m)
 
 
 def _consistency_warnings(product: ProductEvidence) -> list[str]:
@@ -135,7 +142,7 @@ def _consistency_warnings(product: ProductEvidence) -> list[str]:
 
 
 def iter_screen(paths: Iterable[str | os.PathLike[str]], policy: Policy, *,
-                jobs: int = 1) -> Iterator[Decision | Skipped]:
+                jobs: int = 1, request: Request | None = None) -> Iterator[Decision | Skipped]:
     """Decisions (and skipped non-product files) for every product behind ``paths``.
 
     Package members exist on disk while their decision is being consumed,
@@ -144,12 +151,14 @@ def iter_screen(paths: Iterable[str | os.PathLike[str]], policy: Policy, *,
     :func:`~rspolicy.readers.discover.iter_products`); decisions come in the
     same order whatever it is.
     """
+    request = request if request is not None else Request()
     for item in iter_products(paths, jobs=jobs):
-        yield item if isinstance(item, Skipped) else decide(item, policy)
+        yield item if isinstance(item, Skipped) else decide(item, policy, request)
 
 
 def screen(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
-           policy: Policy | str | os.PathLike[str] | None = None, *, jobs: int = 1) -> list[Decision]:
+           policy: Policy | str | os.PathLike[str] | None = None, *, jobs: int = 1,
+           request: Request | None = None) -> list[Decision]:
     """Screen products and return one decision per product.
 
     Parameters
@@ -161,6 +170,9 @@ def screen(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
         or None for the default (``cnsa-2022``).
     jobs
         Products read at once, each in an isolated worker process of its own.
+    request
+        Recipient, purpose, approval and release time
+        (:func:`rspolicy.policy.request_from` builds one from text).
 
     Returns
     -------
@@ -171,5 +183,5 @@ def screen(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     loaded = policy if isinstance(policy, Policy) else load_policy(policy)
-    return [d for d in iter_screen(paths, loaded, jobs=jobs) if isinstance(d, Decision)]
+    return [d for d in iter_screen(paths, loaded, jobs=jobs, request=request) if isinstance(d, Decision)]
 

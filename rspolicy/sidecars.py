@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
 
 import numpy as np
 
 from rspolicy.errors import OutputError
+from rspolicy.model import Obligations
 from rspolicy.readers.cbers import is_cbers_root
 from rspolicy.readers.gf3_sar import is_gf3_root
 from rspolicy.readers.gf_optical import is_gf_optical_root
@@ -186,6 +188,47 @@ def rewrite_sidecar(src: Path, dst: Path, change: GridChange) -> bool:
     else:
         return False
     dst.write_text(text, encoding="utf-8")
+    return True
+
+
+#: The element stamped into a released product's XML sidecar.
+OBLIGATIONS_ELEMENT = "RSPolicyObligations"
+
+
+def stamp_obligations(src: Path, dst: Path, obligations: Obligations) -> bool:
+    """Write ``src`` to ``dst`` with the policy's obligations as the root's last element.
+
+    The element is ``<RSPolicyObligations>`` holding a ``<Credit>`` and one
+    ``<Condition>`` per condition of use; the rest of the file is kept byte
+    for byte. ``src`` and ``dst`` may be the same file.
+
+    Returns
+    -------
+    bool
+        True when stamped; False when the file is not a product sidecar
+        rspolicy reads (the caller copies it as it is).
+
+    Raises
+    ------
+    OutputError
+        When the sidecar has no closing root tag to stamp before.
+    """
+    root = parse_xml(src)
+    if not (is_gf3_root(root) or is_hy_root(root) or is_gf_optical_root(root) or is_cbers_root(root)):
+        return False
+    text = src.read_text(encoding="utf-8")
+    name = root.tag.rsplit("}", 1)[-1]
+    closing = text.rfind(f"</{name}")
+    if closing < 0:
+        closing = text.rfind("</")
+    if closing < 0:
+        raise OutputError(f"{src}: no closing root element to stamp the policy's obligations before")
+    parts = [f"<{OBLIGATIONS_ELEMENT}>"]
+    if obligations.credit:
+        parts.append(f"<Credit>{escape(obligations.credit)}</Credit>")
+    parts.extend(f"<Condition>{escape(c)}</Condition>" for c in obligations.conditions)
+    parts.append(f"</{OBLIGATIONS_ELEMENT}>\n")
+    dst.write_text(text[:closing] + "".join(parts) + text[closing:], encoding="utf-8")
     return True
 
 

@@ -3,7 +3,7 @@
 Outside CI (it takes tens of minutes on two cores). Run from the repository root::
 
     python scripts/mutation.py                 # the whole decision path
-    python scripts/mutation.py policy screen   # only these entries of DECISION_PATH
+    python scripts/mutation.py policy.core screen   # only these entries of DECISION_PATH
     python scripts/mutation.py --keep DIR      # leave the scratch copies (mutants, mutmut's cache) in DIR/MODULE
     python scripts/mutation.py --keep DIR --collect enforce   # report a kept run again (settling what is open)
 
@@ -40,9 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 #: module. The tests are the files that state the module's contracts; mutmut runs, of those, the tests
 #: that call the mutated function.
 DECISION_PATH: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "policy": (("*",), ("test_policy.py", "test_policy_messages.py", "test_decision_contracts.py",
-                        "test_cli_screen.py")),
-    "screen": (("x_decide", "x__decide", "x__stricter"),
+    "policy.core": (("x_evaluate", "x__combine", "x__stricter_of", "x_stricter_outcome", "x__check_target", "x__rule",
+                     "x__compile",
+                     "x_parse_recipient", "x__identity"),
+                    ("test_policy_engine.py", "test_policy.py", "test_policy_messages.py", "test_decision_contracts.py",
+                     "test_rules_cli.py")),
+    "policy.conditions": (("*",), ("test_policy_engine.py", "test_policy.py", "test_rules_cli.py")),
+    "screen": (("x_decide", "x__decide"),
                ("test_decision_contracts.py", "test_classify_resolve.py", "test_classification_resolution_outputs.py",
                 "test_fail_closed.py", "test_cli_screen.py")),
     "classify": (("*",), ("test_classify_resolve.py", "test_classification_resolution_outputs.py",
@@ -86,11 +90,6 @@ EQUIVALENT: dict[str, str] = {
     "rspolicy.resolution.x__disagreements__mutmut_7":
         "`<` to `<=` when keeping the finest value per method: a tie is the same value from the same source and "
         "the same measurement (two axes of it); the warning then names the other axis of it, equally true",
-    **{f"rspolicy.policy.x__validate__mutmut_{n}":
-       "`required=None` for `required=False`: the flag is only tested for truth" for n in (88, 134)},
-    **{f"rspolicy.policy.x__validate__mutmut_{n}":
-       "`doc.get('rule', None)` for `doc.get('rule', [])`: a missing list and an empty one get the same refusal"
-       for n in (191, 193)},
     "rspolicy.degrade.x__factor__mutmut_3":
         "`<` for `<=` at a ratio of exactly 1: as_fraction(1.0) is 1 as well",
     **{f"rspolicy.enforce.x__rescreen__mutmut_{n}":
@@ -282,7 +281,7 @@ def run(module: str, workdir: Path, children: int, timeout_multiplier: float) ->
     conftest.write_text(conftest.read_text(encoding="utf-8") + _STATS_IN_PROCESS, encoding="utf-8")
     shared = ', "shared"' if (workdir / "shared").exists() else ""
     with (workdir / "pyproject.toml").open("a", encoding="utf-8") as fh:
-        fh.write(_CONFIG.format(only=f'["rspolicy/{module}.py"]', shared=shared,
+        fh.write(_CONFIG.format(only=f'["rspolicy/{module.replace(".", "/")}.py"]', shared=shared,
                                 tests=repr([f"tests/{t}" for t in tests]).replace("'", '"'),
                                 timeout_multiplier=timeout_multiplier))
     env = {**os.environ, **_ENV}

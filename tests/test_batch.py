@@ -62,10 +62,9 @@ def files(root: Path) -> dict[str, str]:
 
 
 def blocked_tif(path: Path) -> Path:
-    """A single-band image with no class evidence: blocked (unknown class)."""
+    """A single-band image with no class and no georeferencing: blocked (no evidence of its resolution)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_image(path, np.full((1, 16, 16), 7, dtype=np.uint8), crs=CRS.from_epsg(32650),
-                       transform=Affine(10, 0, 448_000, 0, -10, 4_417_000))
+    return write_image(path, np.full((1, 16, 16), 7, dtype=np.uint8))
 
 
 def many(root: Path, n: int) -> Path:
@@ -163,7 +162,7 @@ def test_every_product_ends_in_one_outcome_and_blocked_gives_4(tmp_path: Path) -
     assert {k: data["summary"][k] for k in ("released", "degraded", "blocked", "failed", "skipped")} == {
         "released": 1, "degraded": 1, "blocked": 1, "failed": 0, "skipped": 0}
     by_name = {Path(p["path"]).parent.name: p for p in data["products"]}
-    assert by_name["c"]["outcome"] == "blocked" and "class could not be established" in by_name["c"]["reason"]
+    assert by_name["c"]["outcome"] == "blocked" and "no evidence of the ground resolution" in by_name["c"]["reason"]
     assert by_name["a"]["outcome"] == "degraded" and by_name["a"]["target_gsd_m"] == 0.5
 
 

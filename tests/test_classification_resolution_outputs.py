@@ -125,8 +125,11 @@ def test_a_decision_names_satellite_sensor_the_finest_source_and_the_rule() -> N
     assert decision.product is not None and len(decision.decision_id) == 36
 
 
-def test_a_blocked_decision_does_not_claim_a_finest_resolution() -> None:
-    decision = _decide(Evidence(Fact.GSD, 0.3, "a.tif", "geotransform"))  # no class: unknown, blocked
+def test_a_blocked_decision_does_not_claim_a_finest_resolution(tmp_path: Path) -> None:
+    # No class, under a policy that blocks an unknown class.
+    text = (Path(__file__).resolve().parents[1] / "rules" / "cnsa-2022.toml").read_text()
+    decision = _decide(Evidence(Fact.GSD, 0.3, "a.tif", "geotransform"), tmp=tmp_path,
+                       policy_text=text.replace('unknown_class = "strictest"', 'unknown_class = "block"'))
     assert decision.action.value == "block"
     assert not any(r.startswith("finest resolution") for r in decision.reasons)
     assert _decide(_hint(PAN, Strength.STRONG)).reasons == (

@@ -49,10 +49,13 @@ def test_conflict_at_the_top_is_unknown() -> None:
     assert "conflicting" in outcome.classification.reasons[0]
 
 
-def test_no_hint_is_unknown_and_blocked() -> None:
-    decision = decide(_product(gsd(10.0)), load_policy())
-    assert decision.product_class is ProductClass.UNKNOWN and decision.action is Action.BLOCK
-    assert any("no evidence of the product class" in r for r in decision.reasons)
+def test_no_hint_is_unknown_and_held_to_the_strictest_class() -> None:
+    coarse = decide(_product(gsd(10.0)), load_policy())
+    assert coarse.product_class is ProductClass.UNKNOWN and coarse.action is Action.ALLOW
+    assert any("no evidence of the product class" in r for r in coarse.reasons)
+    fine = decide(_product(gsd(0.8)), load_policy())
+    assert (fine.product_class, fine.action, fine.target_gsd_m) == (ProductClass.UNKNOWN, Action.RESAMPLE, 2.0)
+    assert "no evidence of the product class" in fine.why
 
 
 def test_weaker_alternative_class_applies_when_stricter() -> None:

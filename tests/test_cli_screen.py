@@ -136,7 +136,8 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 def test_policy_file_option(tmp_path: Path) -> None:
     policy = tmp_path / "strict.toml"
     policy.write_text((SAMPLE_DATA.parent / "rules" / "cnsa-2022.toml").read_text()
-                      .replace('name = "cnsa-2022"', 'name = "strict"').replace("limit_m = 0.5", "limit_m = 0.9"))
+                      .replace('name = "cnsa-2022"', 'name = "strict"').replace('{ "<" = 0.5 }', '{ "<" = 0.9 }')
+                      .replace("target_m = 0.5\n", "target_m = 0.9\n"))
     result = run("--json", "--policy", str(policy), str(SAMPLE_DATA / "gf2_pms1_l1a"))
     pan = next(r for r in records(result) if r["product_class"] == "panchromatic")
     assert pan["action"] == "resample" and pan["target_gsd_m"] == 0.9 and pan["policy"]["name"] == "strict"
@@ -216,13 +217,21 @@ def test_sidecar_and_geotransform_disagree_finest_wins(tmp_path: Path) -> None:
     assert any("disagrees" in w for w in record["warnings"])
 
 
-def test_no_class_evidence_is_blocked(tmp_path: Path) -> None:
+def test_no_class_evidence_is_held_to_the_strictest_class_or_blocked(tmp_path: Path) -> None:
     from affine import Affine
     from rasterio.crs import CRS
 
     image = write_image(tmp_path / "scene.tif", synthetic_pixels(1, 32, 32), crs=CRS.from_epsg(32650),
                         transform=Affine(10, 0, 448000, 0, -10, 4417000))
     result = run("--json", str(image))
+    record = _only(result)
+    # cnsa-2022 holds an unknown class to the strictest class: 10 m is coarser than every limit.
+    assert record["product_class"] == "unknown" and record["action"] == "allow" and result.exit_code == 0
+    assert any("no evidence of the product class" in r for r in record["reasons"])
+    policy = tmp_path / "block-unknown.toml"
+    text = (SAMPLE_DATA.parent / "rules" / "cnsa-2022.toml").read_text()
+    policy.write_text(text.replace('unknown_class = "strictest"', 'unknown_class = "block"'))
+    result = run("--json", "--policy", str(policy), str(image))
     record = _only(result)
     assert record["product_class"] == "unknown" and record["action"] == "block" and result.exit_code == 4
 

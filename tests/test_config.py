@@ -54,8 +54,9 @@ def enforced(result: Result) -> None:
 def strict_policy(folder: Path, name: str = "site-strict") -> Path:
     """The default policy renamed, with the panchromatic limit raised to 0.6 m (so a 0.5 m product is resampled)."""
     text = (REPO / "rules" / "cnsa-2022.toml").read_text()
-    assert text.count("limit_m = 0.5\n") == 1 and text.count('name = "cnsa-2022"') == 1
-    text = text.replace('name = "cnsa-2022"', f'name = "{name}"').replace("limit_m = 0.5\n", "limit_m = 0.6\n")
+    assert text.count('{ "<" = 0.5 }') == 1 and text.count('name = "cnsa-2022"') == 1
+    text = text.replace('name = "cnsa-2022"', f'name = "{name}"').replace('{ "<" = 0.5 }', '{ "<" = 0.6 }')
+    text = text.replace("target_m = 0.5\n", "target_m = 0.6\n")
     path = folder / f"{name}.toml"
     path.write_text(text)
     return path

@@ -33,7 +33,7 @@ def test_the_mutation_script_names_modules_and_tests_that_exist() -> None:
 
     script = runpy.run_path(str(REPO / "scripts" / "mutation.py"), run_name="mutation")
     for module, (functions, tests) in script["DECISION_PATH"].items():
-        assert (REPO / "rspolicy" / f"{module}.py").is_file(), module
+        assert (REPO / "rspolicy" / f"{module.replace('.', '/')}.py").is_file(), module
         assert functions and tests
         missing = [t for t in tests if not (REPO / "tests" / t).is_file()]
         assert not missing, (module, missing)
@@ -44,7 +44,7 @@ def _defined(module: str, mangled: str) -> bool:
     """Whether mutmut's name for a function (``x_name``, ``xǁClassǁmethod``, ``xǁClassǁ*``) names real code."""
     import ast
 
-    tree = ast.parse((REPO / "rspolicy" / f"{module}.py").read_text(encoding="utf-8"))
+    tree = ast.parse((REPO / "rspolicy" / f"{module.replace('.', '/')}.py").read_text(encoding="utf-8"))
     if mangled == "*":
         return True
     if mangled.startswith("xǁ"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tarfile
 from fractions import Fraction
@@ -13,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 from click.testing import CliRunner, Result
 from rasterio.crs import CRS
 from rasterio.transform import RPCTransformer
@@ -85,7 +85,11 @@ def test_pan_03_degraded_exactly(tmp_path: Path) -> None:
         expected = (w[:, None] * w[None, :] * a).sum() / (w.sum() ** 2)
         assert abs(int(dst.read(1)[0, 0]) - expected) <= 0.5
     src_xml = next(PAN03.glob("*.xml")).read_text().splitlines()
-    dst_xml = (out / next(PAN03.glob("*.xml")).name).read_text().splitlines()
+    dst_text = (out / next(PAN03.glob("*.xml")).name).read_text()
+    # The policy's obligations are stamped as the root's last element, on a line of their own.
+    stamp = re.search(r"<RSPolicyObligations>.*</RSPolicyObligations>\n", dst_text)
+    assert stamp is not None and "<Credit>Data provided by China National Space Administration</Credit>" in stamp[0]
+    dst_xml = dst_text.replace(stamp[0], "").splitlines()
     changed = {a.strip().split(">")[0] for a, b in zip(src_xml, dst_xml, strict=True) if a != b}
     assert changed == {"<ImageGSD", "<WidthInPixels", "<HeightInPixels"}
     assert "<ImageGSD>0.5</ImageGSD>" in "\n".join(dst_xml)
@@ -281,9 +285,8 @@ def test_rerun_skips_completed_and_foreign_outputs_fail(tmp_path: Path) -> None:
 def test_package_in_package_out(tmp_path: Path) -> None:
     src = tmp_path / "src" / "GF2_PKG"
     _l1a_pan(src, 0.3)
-    blocked = src / "mystery.tif"
-    write_image(blocked, synthetic_pixels(1, 16, 16), crs=CRS.from_epsg(32650),
-                transform=Affine(10, 0, 448000, 0, -10, 4417000))
+    blocked = src / "mystery.tif"  # no georeferencing: no evidence of its resolution, blocked
+    write_image(blocked, synthetic_pixels(1, 16, 16))
     (src / "order.xml").write_text("<InterfaceFile><FileBody/></InterfaceFile>")
     package = tmp_path / "delivery.tar.gz"
     with tarfile.open(package, "w:gz") as tar:
@@ -320,7 +323,9 @@ def test_cog_output(tmp_path: Path) -> None:
 def test_hdf5_needing_resample_is_blocked(tmp_path: Path) -> None:
     policy = tmp_path / "coarse.toml"
     policy.write_text((SAMPLE_DATA.parent / "rules" / "cnsa-2022.toml").read_text()
-                      .replace('name = "cnsa-2022"', 'name = "coarse"').replace("limit_m = 2.0", "limit_m = 500.0", 1))
+                      .replace('name = "cnsa-2022"', 'name = "coarse"')
+                      .replace('class = "multispectral", gsd_m = { "<" = 2.0 }', 'class = "multispectral", gsd_m = { "<" = 500.0 }')
+                      .replace("target_m = 2.0", "target_m = 500.0", 1))
     outcomes = enforce([SAMPLE_DATA / "fy3d_mersi"], EnforceOptions(tmp_path / "out", load_policy(policy)))
     assert [o.decision.action for o in outcomes] == [Action.BLOCK]
     assert "HDF5" in outcomes[0].decision.reasons[-1]

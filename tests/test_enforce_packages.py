@@ -306,7 +306,11 @@ def test_a_member_the_policy_blocks_keeps_the_policy_reason(tmp_path: Path) -> N
     write_image(scene, np.full((1, 32, 32), 7, dtype=np.uint16), crs=CRS.from_epsg(32650),
                 transform=Affine(0.3, 0, 448_000.0, 0, -0.3, 4_417_000.0))
     package = _package(tmp_path / "delivery.tar.gz", {"d/scene.tif": scene})
-    result, outcomes = _enforce(str(package), "-o", str(tmp_path / "out"), "--log", str(tmp_path / "log.jsonl"))
+    policy = tmp_path / "block-unknown.toml"
+    policy.write_text((Path(__file__).resolve().parents[1] / "rules" / "cnsa-2022.toml").read_text()
+                      .replace('unknown_class = "strictest"', 'unknown_class = "block"'))
+    result, outcomes = _enforce(str(package), "--policy", str(policy), "-o", str(tmp_path / "out"),
+                                "--log", str(tmp_path / "log.jsonl"))
     assert result.exit_code == 4
     blocked = outcomes["scene.tif"]
     assert blocked["outcome"] == "blocked"

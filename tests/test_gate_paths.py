@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from rspolicy.readers.discover import FoundPackage, FoundProduct, Skipped, disco
 from rspolicy.readers.gdalopen import open_input
 from rspolicy.readers.geotiff import CLASS_TAG, read_geotiff
 from rspolicy.readers.xmlutil import MAX_TEXT_CHARS, parse_xml
+
+from .conftest import REPO
 
 
 def _geotiff(path: Path, gsd: float, *, dtype: str = "uint16", tags: dict[str, str] | None = None,
@@ -126,9 +129,19 @@ def test_a_class_tag_naming_no_class_blocks(tmp_path: Path, value: str) -> None:
 
 
 def test_a_class_tag_cannot_loosen_complex_samples(tmp_path: Path) -> None:
-    """A complex (SAR) image tagged panchromatic: conflicting strong hints make the class unknown, which blocks."""
+    """A complex (SAR) image tagged panchromatic: conflicting strong hints make the class unknown.
+
+    cnsa-2022 holds an unknown class to the strictest class (2.0 m at 0.6 m, coarser than SAR's 1.0 m);
+    a policy that blocks an unknown class blocks it.
+    """
     tif = _geotiff(tmp_path / "scene.tif", 0.6, dtype="complex64", tags={CLASS_TAG: "panchromatic"})
     result = CliRunner().invoke(cli, ["screen", str(tif), "--json"])
+    [decision] = _decisions(result.stdout)
+    assert (decision["product_class"], decision["action"], decision["target_gsd_m"]) == ("unknown", "resample", 2.0)
+    policy = tmp_path / "block-unknown.toml"
+    policy.write_text((REPO / "rules" / "cnsa-2022.toml").read_text()
+                      .replace('unknown_class = "strictest"', 'unknown_class = "block"'))
+    result = CliRunner().invoke(cli, ["screen", "--policy", str(policy), str(tif), "--json"])
     [decision] = _decisions(result.stdout)
     assert decision["action"] == "block", decision
 
@@ -185,4 +198,8 @@ def test_a_gf3_meta_shared_by_two_polarisations_is_delivered_with_both(tmp_path:
     decisions = _decisions(result.stdout)
     assert len(decisions) == 2 and all(d["action"] == "allow" and not d["warnings"] for d in decisions)
     meta = next(src.glob("*.meta.xml"))
-    assert (out / meta.name).read_bytes() == meta.read_bytes()
+    # Delivered as it is, but for the policy's obligations stamped as the root's last element.
+    delivered = (out / meta.name).read_text()
+    stamp = re.search(r"<RSPolicyObligations>.*</RSPolicyObligations>\n", delivered)
+    assert stamp is not None
+    assert delivered.replace(stamp[0], "").encode() == meta.read_bytes()

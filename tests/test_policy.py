@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from rspolicy.errors import PolicyError, RSPolicyError
 from rspolicy.model import Action, ProductClass
 from rspolicy.policy import evaluate, find_policy_file, load_policy
+from rspolicy.policy.conditions import classes_named, gsd_upper_bounds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,10 +22,11 @@ def test_default_policy_is_the_real_file() -> None:
     path = REPO / "rules" / "cnsa-2022.toml"
     assert policy.ref.name == "cnsa-2022"
     assert policy.ref.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    limits = {r.product_class: (r.comparator, r.limit_m) for r in policy.rules}
-    assert limits[ProductClass.PANCHROMATIC] == ("<", 0.5)
-    assert limits[ProductClass.MULTISPECTRAL] == ("<", 2.0)
-    assert limits[ProductClass.SAR] == ("<", 1.0)
+    limits = {r.id: (gsd_upper_bounds(r.condition), r.target_m) for r in policy.rules}
+    assert limits["cnsa-2022/panchromatic"] == ([("<", 0.5)], 0.5)
+    assert limits["cnsa-2022/multispectral"] == ([("<", 2.0)], 2.0)
+    assert limits["cnsa-2022/sar"] == ([("<", 1.0)], 1.0)
+    assert policy.unknown_class == "strictest" and policy.default is Action.BLOCK
 
 
 @pytest.mark.parametrize(("cls", "gsd", "action", "target"), [
@@ -37,7 +39,10 @@ def test_default_policy_is_the_real_file() -> None:
     (ProductClass.MULTISPECTRAL, 1.999, Action.RESAMPLE, 2.0),
     (ProductClass.SAR, 1.0, Action.ALLOW, None),
     (ProductClass.SAR, 0.5, Action.RESAMPLE, 1.0),
-    (ProductClass.UNKNOWN, 100.0, Action.BLOCK, None),
+    (ProductClass.UNKNOWN, 100.0, Action.ALLOW, None),  # held to the strictest class: coarser than every limit
+    (ProductClass.UNKNOWN, 0.8, Action.RESAMPLE, 2.0),
+    (ProductClass.UNKNOWN, 0.3, Action.RESAMPLE, 2.0),
+    (ProductClass.UNKNOWN, None, Action.BLOCK, None),
     (ProductClass.PANCHROMATIC, None, Action.BLOCK, None),
 ])
 def test_boundaries(cls: ProductClass, gsd: float | None, action: Action, target: float | None) -> None:
@@ -48,12 +53,17 @@ def test_boundaries(cls: ProductClass, gsd: float | None, action: Action, target
 @given(st.floats(0.01, 100.0))
 def test_nothing_finer_than_the_limit_is_allowed(gsd: float) -> None:
     policy = load_policy()
-    for rule in policy.rules:
-        outcome = evaluate(policy, rule.product_class, gsd)
-        if outcome.action is Action.ALLOW:
-            assert gsd >= rule.limit_m * (1 - 1e-6)
-        else:
-            assert outcome.target_gsd_m is not None and outcome.target_gsd_m >= rule.limit_m
+    for product_class in ProductClass:
+        outcome = evaluate(policy, product_class, gsd)
+        for rule in policy.rules:
+            classes = classes_named(rule.condition)
+            if product_class is not ProductClass.UNKNOWN and product_class not in classes:
+                continue
+            for _, limit in gsd_upper_bounds(rule.condition):
+                if outcome.action is Action.ALLOW:
+                    assert gsd >= limit * (1 - 1e-6)
+                else:
+                    assert outcome.target_gsd_m is not None and outcome.target_gsd_m >= limit
 
 
 def _write(tmp_path: Path, body: str) -> Path:
@@ -87,7 +97,7 @@ def test_inclusive_comparator_blocks_the_limit_itself(tmp_path: Path) -> None:
 def test_class_without_rule_is_blocked(tmp_path: Path) -> None:
     policy = load_policy(_write(tmp_path, BASE.format(comparator="<", action="resample", extra="")))
     outcome = evaluate(policy, ProductClass.SAR, 50.0)
-    assert outcome.action is Action.BLOCK and "no rule for class sar" in outcome.reason
+    assert outcome.action is Action.BLOCK and "no rule of test covers sar at 50 m" in outcome.reason
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -116,6 +126,7 @@ def test_unknown_policy_name_lists_known() -> None:
 # --- hostile policy files ------------------------------------------------------------------------
 
 DEFAULT_TEXT = (REPO / "rules" / "cnsa-2022.toml").read_text(encoding="utf-8")
+LIMIT = '"<" = 0.5'
 
 
 def write_policy(tmp_path: Path, text: str) -> Path:
@@ -127,11 +138,11 @@ def write_policy(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(("text", "message"), [
     ("x = " + "[" * 10_000 + "]" * 10_000, "nested too deeply"),
     ("x = " + "{a = " * 10_000 + "1" + "}" * 10_000, "nested too deeply"),
-    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = " + "9" * 5000, 1), "not a valid TOML policy"),
-    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = " + "9" * 400, 1), "does not fit a float"),
-    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = 1e-300", 1), "not a ground resolution"),
-    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = 1e400", 1), "finite positive"),
-    (DEFAULT_TEXT.replace("limit_m = 0.5", "limit_m = nan", 1), "finite positive"),
+    (DEFAULT_TEXT.replace(LIMIT, '"<" = ' + "9" * 5000, 1), "not a valid TOML policy"),
+    (DEFAULT_TEXT.replace(LIMIT, '"<" = ' + "9" * 400, 1), "does not fit a float"),
+    (DEFAULT_TEXT.replace(LIMIT, '"<" = 1e-300', 1), "not a ground resolution"),
+    (DEFAULT_TEXT.replace(LIMIT, '"<" = 1e400', 1), "finite positive"),
+    (DEFAULT_TEXT.replace(LIMIT, '"<" = nan', 1), "finite positive"),
     ("# " + "x" * (1024 * 1024) + "\n" + DEFAULT_TEXT, "larger than 1048576 bytes"),
     ("\udcff", "not a valid TOML policy"),
 ])
@@ -140,13 +151,13 @@ def test_hostile_policy_files_end_as_one_line_policy_errors(tmp_path: Path, text
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(PolicyError, match=message) as exc:
         load_policy(path)
-    assert str(exc.value).startswith(f"{path}: ")
+    assert str(exc.value).startswith(f"{path}:")  # the line follows when the problem has one
     assert "\n" not in str(exc.value)
 
 
 def test_default_policy_edits_used_above_hit_a_real_key() -> None:
     # The replacements above must change the file, or those tests prove nothing.
-    assert "limit_m = 0.5" in DEFAULT_TEXT
+    assert DEFAULT_TEXT.count(LIMIT) == 1
 
 
 def test_a_policy_just_under_the_size_bound_loads(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from rspolicy.errors import PolicyError
 from rspolicy.model import Action, ProductClass
 from rspolicy.policy import MAX_LIMIT_M, MIN_LIMIT_M, evaluate, load_policy, rules_dirs
+from rspolicy.policy.conditions import classes_named, gsd_upper_bounds
 
 HEAD = 'schema = "rspolicy-policy/1"\n[policy]\nname = "p"\nversion = "1"\n'
 RULE = '[[rule]]\nid = "r"\nclass = "panchromatic"\ncomparator = "<"\nlimit_m = 0.5\naction = "resample"\n'
@@ -62,8 +63,10 @@ CASES = {
 }
 
 EXPECTED = {
-    'no_schema': "{path}: [top level] schema: must be 'rspolicy-policy/1' (this rspolicy reads that schema), not None",
-    'wrong_schema': "{path}: [top level] schema: must be 'rspolicy-policy/1' (this rspolicy reads that schema), not 'x/2'",
+    'no_schema': "{path}:1: schema: must be 'rspolicy-policy/2' (or 'rspolicy-policy/1', for a policy written for "
+                 "earlier releases), not None",
+    'wrong_schema': "{path}:1: schema: must be 'rspolicy-policy/2' (or 'rspolicy-policy/1', for a policy written for "
+                    "earlier releases), not 'x/2'",
     'unknown_top': '{path}: [top level] extra: unknown key (allowed: evaluation, policy, resampling, rule, schema)',
     'no_policy_table': '{path}: [top level] policy: must be a table',
     'policy_not_table': '{path}: [top level] policy: must be a table',
@@ -125,19 +128,24 @@ def test_what_a_policy_says_is_what_is_loaded(tmp_path: Path) -> None:
     assert (policy.ref.name, policy.ref.version, policy.title, policy.authority, policy.description) == (
         "p", "1", "T", "A", "words")
     assert policy.ref.path == str(tmp_path / "policy.toml")
-    assert (policy.tolerance, policy.disagreement, policy.unlisted_class) == (1e-3, 0.25, Action.ALLOW)
+    assert (policy.tolerance, policy.disagreement, policy.default) == (1e-3, 0.25, Action.ALLOW)
     assert (policy.resampling.method, policy.resampling.sar_complex, policy.resampling.sar_detected) == (
         "area-average", "coherent", "intensity")
-    [rule] = policy.rules
-    assert (rule.id, rule.product_class, rule.comparator, rule.limit_m, rule.action, rule.target_m,
-            rule.description) == ("r", ProductClass.PANCHROMATIC, "<", 0.5, Action.RESAMPLE, 0.75, "half a metre")
+    # A schema-1 rule becomes a rule of the current schema, plus one allowing the classes it names.
+    rule, listed = policy.rules
+    assert (rule.id, classes_named(rule.condition), gsd_upper_bounds(rule.condition), rule.action, rule.target_m,
+            rule.description) == ("r", {ProductClass.PANCHROMATIC}, [("<", 0.5)], Action.RESAMPLE, 0.75,
+                                   "half a metre")
+    assert (listed.id, listed.action, classes_named(listed.condition)) == (
+        "p/listed-classes", Action.ALLOW, {ProductClass.PANCHROMATIC})
+    assert (policy.schema, policy.unknown_class) == ("rspolicy-policy/1", "block")
 
 
 def test_defaults(tmp_path: Path) -> None:
     policy = _load(tmp_path, HEAD + RULE + RULE.replace('id = "r"', 'id = "b"').replace('"resample"', '"block"'))
     assert policy.rules[1].action is Action.BLOCK and policy.rules[1].target_m is None
     assert (policy.title, policy.authority, policy.description) == ("p", "unspecified", "")
-    assert (policy.tolerance, policy.disagreement, policy.unlisted_class) == (1e-6, 0.10, Action.BLOCK)
+    assert (policy.tolerance, policy.disagreement, policy.default) == (1e-6, 0.10, Action.BLOCK)
     assert (policy.resampling.method, policy.resampling.sar_complex, policy.resampling.sar_detected) == (
         "area-average", "intensity", "amplitude")
     assert policy.rules[0].target_m == 0.5 and policy.rules[0].description == ""
@@ -146,7 +154,7 @@ def test_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize("limit", [MIN_LIMIT_M, MAX_LIMIT_M])
 def test_the_bounds_of_a_limit_are_themselves_limits(tmp_path: Path, limit: float) -> None:
     policy = _load(tmp_path, HEAD + RULE.replace("0.5", repr(limit)))
-    assert policy.rules[0].limit_m == limit
+    assert gsd_upper_bounds(policy.rules[0].condition) == [("<", limit)]
 
 
 def test_named_policies_are_found_in_rspolicy_rules_dir_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,8 +183,8 @@ def test_evaluation_reasons_name_the_class_the_value_and_the_rules(tmp_path: Pat
     none = evaluate(policy, ProductClass.PANCHROMATIC, None)
     assert (none.rule, none.reason) == (None, "no evidence of the ground resolution (fails closed)")
     allowed = evaluate(policy, ProductClass.PANCHROMATIC, 0.7)
-    assert (allowed.rule, allowed.reason) == ("r", "panchromatic at 0.7 m is not finer than the limit 0.5 m (r), "
-                                                   "0.2 m (b)")
+    assert (allowed.rule, allowed.reason) == (
+        "p/listed-classes", "panchromatic at 0.7 m: a class with a limit, not finer than it (p/listed-classes): allow")
     resampled = evaluate(policy, ProductClass.PANCHROMATIC, 0.3)
     assert (resampled.rule, resampled.target_gsd_m, resampled.reason) == (
         "r", 0.5, "panchromatic at 0.3 m is finer than the limit 0.5 m (r): degrade to 0.5 m")
@@ -184,8 +192,8 @@ def test_evaluation_reasons_name_the_class_the_value_and_the_rules(tmp_path: Pat
     assert (blocked.action, blocked.rule, blocked.reason) == (
         Action.BLOCK, "b", "panchromatic at 0.1 m is finer than the limit 0.2 m (b): block")
     unlisted = evaluate(policy, ProductClass.SAR, 0.1)
-    assert (unlisted.action, unlisted.rule, unlisted.reason) == (Action.BLOCK, None,
-                                                                 "policy p has no rule for class sar")
+    assert (unlisted.action, unlisted.rule, unlisted.reason) == (
+        Action.BLOCK, None, "no rule of p covers sar at 0.1 m: the policy's default is to block")
 
 
 def test_finding_a_policy_by_name_or_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,7 +216,7 @@ def test_finding_a_policy_by_name_or_by_path(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(PolicyError) as caught:
         find_policy_file("Beta Policy")
     assert str(caught.value) == "'Beta Policy' is not a policy name (lower-case letters, digits, '.', '_', '-')"
-    monkeypatch.setattr("rspolicy.policy.rules_dirs", lambda: [tmp_path / "empty"])
+    monkeypatch.setattr("rspolicy.policy.core.rules_dirs", lambda: [tmp_path / "empty"])
     with pytest.raises(PolicyError) as caught:
         find_policy_file("beta")
     assert str(caught.value) == "no policy named 'beta' (known: none)"

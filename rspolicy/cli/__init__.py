@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "enforce": ("rspolicy.cli.enforce", "enforce_command",
                 "Release, degrade or refuse every product under PATH..."),
     "log": ("rspolicy.cli.log", "log", "Verify, read and export the decision audit log."),
+    "rules": ("rspolicy.cli.rules", "rules", "List, show, check and test export policies (rules/*.toml)."),
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from rspolicy.audit import iter_records
-from rspolicy.cli.options import jobs_option, json_option, log_options, open_log, policy_option
+from rspolicy.cli.options import cli_request, jobs_option, json_option, log_options, open_log, policy_option
 from rspolicy.cli.progress import BatchProgress, format_row, progress_mode, summary_lines
 from rspolicy.enforce import (
     EnforceOptions,
@@ -27,6 +27,7 @@ from rspolicy.enforce import (
     enforce,
     item_bytes,
     other_runs,
+    resume_scope,
     work_items,
 )
 from rspolicy.errors import OutputError, RSPolicyError
@@ -186,7 +187,7 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
                     creation_options: dict[str, str], force: bool, force_alias: bool, jobs: int,
                     threads: int | None, scheduler: str | None, report_path: Path | None, quiet: bool,
                     as_json: bool, log_path: str | None, recipient: str | None, purpose: str | None,
-                    operator: str | None) -> None:
+                    approval: str | None, at: str | None, operator: str | None) -> None:
     """Release, degrade or refuse every product under PATH... (files, folders, packages; - reads paths from stdin).
 
     Each product is decided once however many of its files are named, and
@@ -201,13 +202,15 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     blocked; 1 some failed (or the log could not be written); 2 usage
     error (no products found); 130/143 stopped by SIGINT/SIGTERM.
     """
+    request = cli_request(recipient, purpose, approval, at)
     named, typed = _named_paths(paths)
     items = work_items(named)
     _check_found(named, typed, items)
     cores = os.cpu_count() or 1
     opts = EnforceOptions(outdir=outdir, policy=policy, output_format="cog" if output_format == "cog" else "gtiff",
                           force=force or force_alias, threads=threads or max(1, cores // jobs), jobs=jobs,
-                          creation_options=creation_options, resume_scope=(recipient or "", purpose or ""))
+                          creation_options=creation_options, request=request,
+                          resume_scope=resume_scope(policy, request, explicit_time=at is not None))
     if report_path is not None and report_path.suffix.lower() not in REPORT_FORMATS:
         raise BatchUsageError(f"--report {report_path}: the report is FILE.json or FILE.csv")
     try:

@@ -12,12 +12,15 @@ import click
 from rspolicy.audit import AuditLog, key_from_env, resolve_log_path
 from rspolicy.config import Config, ConfigError, default_log_path, load_config
 from rspolicy.errors import PolicyError
-from rspolicy.policy import Policy, load_policy
+from rspolicy.model import Request
+from rspolicy.policy import Policy, load_policy, request_from
 
 __all__ = [
     "OneLineUsageError",
     "PolicyUsageError",
+    "RequestUsageError",
     "cli_config",
+    "cli_request",
     "default_log_path",
     "echo_json",
     "jobs_option",
@@ -119,11 +122,36 @@ def echo_json(obj: Any) -> None:
 
 
 def log_options(f: Any) -> Any:
-    """``--recipient``, ``--purpose`` and ``--operator``: who a decision is for and by."""
+    """``--recipient``, ``--purpose``, ``--approval``, ``--at`` and ``--operator``: the request, and who decides."""
     f = click.option("--operator", default=None, callback=_operator,
                      help="Who takes the decision (default: the config file's operator, else the OS user).")(f)
-    f = click.option("--purpose", default=None, help="Why the data is shared (recorded in the audit log).")(f)
-    return click.option("--recipient", default=None, help="Who the data is for (recorded in the audit log).")(f)
+    f = click.option("--at", "at", default=None, metavar="TIME",
+                     help="Release time the data's age is counted to, ISO 8601 with a timezone "
+                          "(default: now).")(f)
+    f = click.option("--approval", default=None, metavar="REF",
+                     help="A person's approval reference for products the policy refers (recorded).")(f)
+    f = click.option("--purpose", default=None,
+                     help="Why the data is shared (rules may test it; recorded in the audit log).")(f)
+    return click.option("--recipient", default=None, metavar="CC[:ORG]",
+                        help="Who the data is for: ISO 3166 country code and organisation, e.g. DE:DLR "
+                             "(rules test it against the policy's lists; recorded in the audit log).")(f)
+
+
+class RequestUsageError(OneLineUsageError):
+    """A request option that cannot be used: ``rspolicy: error: --recipient: ...``, exit 2."""
+
+
+def cli_request(recipient: str | None, purpose: str | None, approval: str | None, at: str | None) -> Request:
+    """The request the command line describes, or a one-line usage error.
+
+    A recipient that is not written ``CC`` or ``CC:ORG`` is an organisation
+    of unknown country: rules about recipient lists then hold either way.
+    """
+    try:
+        return request_from(recipient, purpose, approval, at)
+    except PolicyError as exc:
+        text = str(exc)
+        raise RequestUsageError(text if text.startswith("--") else f"--recipient: {text}") from None
 
 
 def open_log(explicit: str | None, *, required: bool) -> AuditLog | None:

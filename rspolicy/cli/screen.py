@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rspolicy.cli.options import (
+    cli_request,
     echo_json,
     jobs_option,
     json_option,
@@ -38,6 +39,7 @@ def _table(decisions: list[Decision]) -> list[str]:
 def _explain(decision: Decision) -> list[str]:
     lines = [f"{decision.path}", f"  decision: {decision.action.value.upper()}"
              + (f" to {decision.target_gsd_m:g} m" if decision.target_gsd_m else "")
+             + (f" zones {', '.join(z.name for z in decision.mask_zones)}" if decision.mask_zones else "")
              + f" under {decision.policy.name} {decision.policy.version} (rule {decision.rule or 'none'})"]
     lines.append(f"  class: {decision.product_class.value}")
     lines.extend(f"    because {e.source} {e.field} = {e.value} ({e.detail}, {e.strength.name.lower()})"
@@ -46,6 +48,22 @@ def _explain(decision: Decision) -> list[str]:
     lines.extend(f"    {e.value:.6g} m  {e.fact.value}  {e.source} {e.field}  {e.detail}"
                  for e in decision.evidence if e.fact in (Fact.GSD, Fact.NOMINAL_RESOLUTION)
                  and isinstance(e.value, float | int))
+    if decision.fired:
+        lines.append("  rules fired:")
+        lines.extend(f"    {f.id}  [{f.action.value}"
+                     + (f" to {f.target_gsd_m:g} m" if f.target_gsd_m is not None else "")
+                     + (f" zones {', '.join(f.zones)}" if f.zones else "") + f"]  {f.why}" for f in decision.fired)
+    else:
+        lines.append("  rules fired: none")
+    if decision.mask_zones:
+        lines.append(f"  masked zones: {', '.join(z.name for z in decision.mask_zones)}")
+    if decision.request is not None:
+        r = decision.request
+        lines.append(f"  request: recipient {r.recipient or 'not given'}, purpose {r.purpose or 'not given'}, "
+                     f"approval {r.approval or 'none'}, release time {r.at.isoformat(timespec='seconds')}")
+    if decision.obligations:
+        lines.append("  obligations: " + "; ".join(filter(None, [decision.obligations.credit,
+                                                                 *decision.obligations.conditions])))
     lines.append("  reasons:")
     lines.extend(f"    - {r}" for r in decision.reasons)
     if decision.warnings:
@@ -68,18 +86,20 @@ def _explain(decision: Decision) -> list[str]:
 @log_options
 @click.pass_context
 def screen(ctx: click.Context, paths: tuple[str, ...], policy: Policy, as_json: bool, explain: bool, jobs: int,
-           log_path: str | None, recipient: str | None, purpose: str | None, operator: str | None) -> None:
+           log_path: str | None, recipient: str | None, purpose: str | None, approval: str | None, at: str | None,
+           operator: str | None) -> None:
     """Read products' metadata (never their pixels) and decide what may leave.
 
     PATHS are images, sidecars, directories or delivery packages (.tar.gz).
-    Exit status: 0 all may leave as they are, 3 some must be degraded,
-    4 some are blocked, 2 usage error.
+    Exit status: 0 all may leave as they are, 3 some must be degraded or
+    masked, 4 some are blocked (or referred without --approval), 2 usage error.
     """
+    request = cli_request(recipient, purpose, approval, at)
     decisions: list[Decision] = []
     skipped: list[Skipped] = []
     log = open_log(log_path, required=False)
     requester = Requester.current(operator=operator, recipient=recipient, purpose=purpose)
-    for item in iter_screen(paths, policy, jobs=jobs):
+    for item in iter_screen(paths, policy, jobs=jobs, request=request):
         if isinstance(item, Skipped):
             skipped.append(item)
             continue

@@ -13,12 +13,18 @@ overviews and masks cover the main image's ground, so they are measured
 against its grid by the discovery stage. Georeferencing that cannot be used
 (non-finite, singular, absurd, without a unit) is a problem that blocks the
 product: it is never dropped in favour of coarser evidence.
+
+Each georeferencing of the main image also gives a ground footprint (a WGS 84
+longitude/latitude polygon, :func:`rspolicy.geometry.affine_footprint`,
+:func:`rspolicy.geometry.rpc_footprint`); a footprint that cannot be
+computed (the antimeridian, a polygon that folds) is an INFO note, never an
+error, and leaves the product without that footprint.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +38,19 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError
 from rasterio.rpc import RPC
+from rasterio.transform import from_gcps
 
 from rspolicy.errors import ProductReadError
-from rspolicy.geometry import Spacing, affine_spacing, gcp_spacing, rpc_spacing
+from rspolicy.geometry import (
+    FOOTPRINT_EDGE_POINTS,
+    Spacing,
+    affine_footprint,
+    affine_spacing,
+    gcp_spacing,
+    rpc_footprint,
+    rpc_heights,
+    rpc_spacing,
+)
 from rspolicy.model import Evidence, Fact, ProductClass, Strength
 from rspolicy.readers.gdalopen import READ_ENV, open_input
 from rspolicy.readers.tiffstruct import ImageKind, TiffStructure, inspect_tiff
@@ -135,7 +151,9 @@ def read_geotiff(path: Path, source: str, beside: GeoreferencingBeside | None = 
     RasterReading
         Size, band count, data type, CRS, nodata, tags; a ground spacing for
         each georeferencing (geotransform, GCPs, RPCs, in the file or beside
-        it) and for each further page; class hints from the data type
+        it) and for each further page; a footprint for each georeferencing
+        of the main image (or an INFO note saying why there is none); class
+        hints from the data type
         (complex means SAR) and band layout; the images to measure against the
         main grid; why the file must be rebuilt rather than copied.
 
@@ -234,7 +252,63 @@ def _evidence(ds: Any, path: Path, source: str, structure: TiffStructure,
     if not spacings:
         add(Fact.INFO, "georeferencing", "none", "no CRS geotransform, GCPs or RPCs: resolution not measurable "
             "from the raster itself")
+    for fact, field_name, value, detail in _footprints(ds, beside):
+        add(fact, field_name, value, detail)
     return out, width, height
+
+
+def _footprints(ds: Any, beside: GeoreferencingBeside) -> list[tuple[Fact, str, str, str]]:
+    """A ground footprint (WKT, WGS 84 longitude/latitude) from each georeferencing of the main image.
+
+    Called after :func:`_spacings` accepted the georeferencing. A footprint
+    that cannot be computed is never an error: it becomes an INFO note under
+    the footprint's field saying why, and the product then has no footprint
+    from that source (an unknown footprint may intersect any zone).
+    """
+    width, height = int(ds.width), int(ds.height)
+    crs: CRS | None = ds.crs
+    jobs: list[tuple[str, str, Callable[[], str]]] = []
+
+    def affine(label: str, transform: Affine, frame: CRS, how: str) -> None:
+        jobs.append((f"{label} footprint", f"the image outline through the {how} in {frame.to_string()[:80]}",
+                     lambda: affine_footprint(transform, frame, width, height)))
+
+    def fitted(label: str, gcps: Sequence[GroundControlPoint], frame: CRS | None) -> None:
+        if frame is not None and len(gcps) >= 3:
+            affine(label, from_gcps(list(gcps)), frame, f"affine grid fitted to {len(gcps)} GCPs")
+
+    def rpc(label: str, rpcs: RPC) -> None:
+        low, high = rpc_heights(rpcs)[1:]
+        jobs.append((f"{label} footprint", f"convex hull of the image outline projected through the RPCs at "
+                                           f"heights {rpcs.height_off:g}, {low:g} and {high:g} m",
+                     lambda: rpc_footprint(rpcs, width, height)))
+
+    if crs is not None and not ds.transform.is_identity:
+        affine("geotransform", ds.transform, crs, "geotransform")
+    gcps, gcp_crs = ds.gcps
+    fitted("GCP", gcps, gcp_crs)
+    if ds.rpcs is not None:
+        rpc("RPC", ds.rpcs)
+    for label, rpcs in beside.rpcs:
+        rpc(f"RPC ({label})", rpcs)
+    for label, transform, wkt in beside.transforms:
+        frame = CRS.from_user_input(wkt) if wkt else crs
+        if frame is not None:
+            affine(f"geotransform ({label})", transform, frame, f"geotransform of {label}")
+    for label, points, wkt in beside.gcps:
+        fitted(f"GCP ({label})", points, CRS.from_user_input(wkt) if wkt else crs)
+    out: list[tuple[Fact, str, str, str]] = []
+    for field_name, how, compute in jobs:
+        try:
+            wkt_value = compute()
+        except Exception as exc:  # noqa: BLE001 - a footprint problem never fails a reading (see above)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            out.append((Fact.INFO, field_name, "none",
+                        f"no footprint from {how}: {reason}; an unknown footprint may intersect any zone"))
+            continue
+        out.append((Fact.FOOTPRINT, field_name, wkt_value,
+                    f"{how}, {FOOTPRINT_EDGE_POINTS} points per edge; longitude/latitude, WGS 84 (EPSG:4326)"))
+    return out
 
 
 def _spacings(ds: Any, path: Path, prefix: str, beside: GeoreferencingBeside) -> list[Spacing]:
