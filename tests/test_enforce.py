@@ -324,7 +324,8 @@ def test_hdf5_needing_resample_is_blocked(tmp_path: Path) -> None:
     policy = tmp_path / "coarse.toml"
     policy.write_text((SAMPLE_DATA.parent / "rules" / "cnsa-2022.toml").read_text()
                       .replace('name = "cnsa-2022"', 'name = "coarse"')
-                      .replace('class = "multispectral", gsd_m = { "<" = 2.0 }', 'class = "multispectral", gsd_m = { "<" = 500.0 }')
+                      .replace('class = "multispectral", gsd_m = { "<" = 2.0 }',
+                               'class = "multispectral", gsd_m = { "<" = 500.0 }')
                       .replace("target_m = 2.0", "target_m = 500.0", 1))
     outcomes = enforce([SAMPLE_DATA / "fy3d_mersi"], EnforceOptions(tmp_path / "out", load_policy(policy)))
     assert [o.decision.action for o in outcomes] == [Action.BLOCK]

@@ -236,7 +236,7 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
         log.append(decision_record(outcome.decision, requester, command="enforce",
                                    outputs=[o.to_dict() for o in outcome.outputs],
                                    output_gsd_m=outcome.output_gsd_m, notes=outcome.notes, inputs=inputs,
-                                   batch=outcome.batch))
+                                   batch=outcome.batch, masked_fraction=outcome.masked_fraction))
 
     def released(outcome: Outcome) -> None:
         assert outcome.decision is not None
