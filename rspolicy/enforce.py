@@ -578,6 +578,13 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
         rpb = image.with_name(product_stem(image.name) + ".rpb")
         rpb.write_text(rpb_text(written.rpcs), encoding="ascii")
         staged.append(rpb)
+    if decision.mask_zones and not written.masked_fraction:
+        # A footprint put the product over the zone, yet its georeferencing places no pixel there: the
+        # evidence disagrees on where the pixels lie, so no mask can be trusted.
+        raise ProductReadError(decision.path, f"evidence places the product over zone "
+                                              f"{', '.join(z.name for z in decision.mask_zones)}, but its "
+                                              "georeferencing places no pixel inside it: it cannot be masked "
+                                              "reliably")
     if written.masked_fraction is not None:
         notes.append(f"masked zone {', '.join(z.name for z in decision.mask_zones)}: "
                      f"{written.masked_fraction:.4%} of the pixels set to nodata")

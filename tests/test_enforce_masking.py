@@ -201,3 +201,25 @@ def test_complex_samples_that_must_be_masked_are_blocked(tmp_path: Path, complex
     assert decision["result"]["action"] == "block"
     assert "masking complex SAR samples is not supported" in decision["result"]["why"]
     assert not any(p.is_file() for p in out.rglob("*"))
+
+
+def test_a_sidecar_placing_the_product_over_the_zone_against_its_georeferencing_blocks_it(tmp_path: Path) -> None:
+    """The sidecar's corners put the scene over the zone, its geotransform elsewhere: which pixels lie in the
+    zone cannot be known, so nothing leaves (masking where the geotransform says would mask nothing)."""
+    from rspolicy.samples.gf_optical import OpticalScene, write_sidecar
+
+    src = tmp_path / "src"
+    src.mkdir()
+    name = "GF2_PMS1_E100.0_N30.0_20200510_L1A0004793969-PAN1"
+    scene = OpticalScene(width=200, height=200, image_gsd="2.0", center_lon=100.0, center_lat=30.0)
+    write_sidecar(src / f"{name}.xml", scene)
+    image = write_image(src / f"{name}.tiff", synthetic_pixels(1, 200, 200) + 1, crs=UTM50,
+                        transform=Affine(PIXEL, 0, ORIGIN_X, 0, -PIXEL, ORIGIN_Y))
+    policy = _policy(tmp_path, [(99.99, 29.99), (100.01, 29.99), (100.01, 30.01), (99.99, 30.01)])
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    result = _enforce("--policy", str(policy), str(image), "-o", str(out), "--log", str(log))
+    assert result.exit_code == 4, result.output
+    (decision,) = _decisions(log)
+    assert decision["result"]["action"] == "block"
+    assert "cannot be masked reliably" in decision["result"]["why"]
+    assert not any(p.is_file() for p in out.rglob("*"))

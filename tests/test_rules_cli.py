@@ -343,3 +343,34 @@ def test_every_decision_carries_the_policy_identity_and_the_rules_that_fired(tmp
     fired = decision["result"]["rules_fired"]
     assert fired[0] == {"id": "cnsa-2022/panchromatic", "action": "resample", "target_gsd_m": 0.5,
                         "why": "panchromatic at 0.3 m is finer than the limit 0.5 m (cnsa-2022/panchromatic)"}
+
+
+def test_a_refer_expectation_needs_a_referral_not_any_block(tmp_path: Path) -> None:
+    policy = tmp_path / "strict.toml"
+    policy.write_text(REFER_POLICY.replace('name = "refer-test"', 'name = "strict"') + '''
+[[rule]]
+id = "refer-test/tiny"
+when = { gsd_m = { "<" = 0.1 } }
+action = "block"
+''')
+    policy_tests_file(policy).write_text('''schema = "rspolicy-policy-tests/1"
+[[case]]
+name = "referred"
+product = { class = "panchromatic", gsd_m = 0.5 }
+request = { recipient = "BR" }
+expect = { action = "refer", rules = ["refer-test/fine-to-strangers"] }
+[[case]]
+name = "blocked by a block rule is not a referral"
+product = { class = "panchromatic", gsd_m = 0.05 }
+request = { recipient = "BR" }
+expect = { action = "refer" }
+[[case]]
+name = "a referral is also a block"
+product = { class = "panchromatic", gsd_m = 0.5 }
+expect = { action = "block" }
+''')
+    result = run("rules", "test", str(policy))
+    assert result.exit_code == 1
+    assert "PASS  referred" in result.stdout and "PASS  a referral is also a block" in result.stdout
+    assert "FAIL  blocked by a block rule is not a referral" in result.stdout
+    assert "expected refer, got block" in result.stdout

@@ -20,7 +20,8 @@ A product names its ``class`` (``unknown`` allowed) and ``gsd_m``, and may
 give ``satellite``, ``sensor``, ``imaging_mode``, ``product_level``,
 ``bands``, ``sar_phase``, ``acquired`` and a ``footprint`` (a ring of
 ``[lon, lat]`` points) or ``bbox``; what it leaves out is unknown, as for a
-real product. ``expect`` gives the ``action``, the ``target_m`` of a
+real product. ``expect`` gives the ``action`` (``refer``: blocked because a rule referred it
+and no approval was given), the ``target_m`` of a
 resample or mask, the ``zones`` masked, ``rules`` that must have fired, and
 ``reason_contains``.
 """
@@ -165,6 +166,13 @@ def case_facts(product: Mapping[str, Any]) -> ProductFacts:
         acquired=acquired, acquired_unknown=not acquired, footprints=footprint)
 
 
+def _shown_action(outcome: Outcome) -> Action:
+    """REFER for a product blocked because it was referred and not approved, else the outcome's action."""
+    referred = outcome.action is Action.BLOCK and outcome.fired and not any(
+        f.action is Action.BLOCK for f in outcome.fired) and any(f.action is Action.REFER for f in outcome.fired)
+    return Action.REFER if referred else outcome.action
+
+
 def run_case(policy: Policy, case: Mapping[str, Any]) -> CaseResult:
     """Evaluate one case and compare with what it expects."""
     from rspolicy.policy.core import evaluate  # noqa: PLC0415 - core imports nothing from here
@@ -176,8 +184,10 @@ def run_case(policy: Policy, case: Mapping[str, Any]) -> CaseResult:
     expect = case["expect"]
     failures: list[str] = []
     wanted = Action(expect["action"])
-    if outcome.action is not wanted:
-        failures.append(f"expected {wanted.value}, got {outcome.action.value}")
+    got = _shown_action(outcome)
+    # A referral without approval is blocked: "block" names what happens, "refer" also why.
+    if got is not wanted and not (got is Action.REFER and wanted is Action.BLOCK):
+        failures.append(f"expected {wanted.value}, got {got.value}")
     if "target_m" in expect and outcome.target_gsd_m != float(expect["target_m"]):
         failures.append(f"expected target {expect['target_m']:g} m, got "
                         f"{'none' if outcome.target_gsd_m is None else f'{outcome.target_gsd_m:g} m'}")
