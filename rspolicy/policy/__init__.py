@@ -15,7 +15,6 @@ from rspolicy.policy.core import (
     SCHEMA,
     Outcome,
     Policy,
-    Resampling,
     Rule,
     _one_line,  # noqa: F401 - kept for callers of the former module
     check_policy,
@@ -31,6 +30,7 @@ from rspolicy.policy.core import (
     stricter_outcome,
 )
 from rspolicy.policy.facts import ProductFacts, product_facts
+from rspolicy.policy.resampling import Resampling
 
 __all__ = [
     "DEFAULT_POLICY",

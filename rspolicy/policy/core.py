@@ -44,6 +44,7 @@ from rspolicy.policy.conditions import (
     gsd_upper_bounds,
 )
 from rspolicy.policy.facts import ProductFacts, normalise_name
+from rspolicy.policy.resampling import Resampling
 
 SCHEMA = "rspolicy-policy/2"
 DEFAULT_POLICY = "cnsa-2022"
@@ -85,15 +86,6 @@ class Rule:
         if self.action is Action.MASK:
             return f"mask zone {', '.join(self.zones)}"
         return _ACTION_WORDS[self.action]
-
-
-@dataclass(frozen=True)
-class Resampling:
-    """How a policy wants pixels degraded."""
-
-    method: str
-    sar_complex: str
-    sar_detected: str
 
 
 @dataclass(frozen=True)
@@ -860,8 +852,7 @@ def _from_v1(old: v1.Policy) -> Policy:
                       "a class with a limit, not finer than it"))
     return Policy(ref=old.ref, title=old.title, authority=old.authority, description=old.description,
                   tolerance=old.tolerance, disagreement=old.disagreement, default=old.unlisted_class,
-                  unknown_class="block", resampling=Resampling(old.resampling.method, old.resampling.sar_complex,
-                                                               old.resampling.sar_detected),
+                  unknown_class="block", resampling=old.resampling,
                   rules=tuple(rules), files=(Path(old.ref.path),), schema=v1.SCHEMA)
 
 

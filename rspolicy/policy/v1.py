@@ -16,6 +16,7 @@ from typing import Any, Literal, NoReturn
 
 from rspolicy.errors import PolicyError
 from rspolicy.model import Action, PolicyRef, ProductClass
+from rspolicy.policy.resampling import Resampling
 
 SCHEMA = "rspolicy-policy/1"
 
@@ -46,15 +47,6 @@ class Rule:
     action: Action
     target_m: float | None
     description: str
-
-
-@dataclass(frozen=True)
-class Resampling:
-    """How a policy wants pixels degraded."""
-
-    method: str
-    sar_complex: str
-    sar_detected: str
 
 
 @dataclass(frozen=True)
