@@ -46,6 +46,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Se
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -695,6 +696,25 @@ class WorkContext:
     prior: BatchHistory = dataclasses.field(default_factory=BatchHistory)
 
 
+#: How far a release time may lie ahead of this machine's clock (clock skew between hosts).
+RELEASE_TIME_SKEW = timedelta(minutes=5)
+
+
+def check_release_time(request: Request) -> None:
+    """Refuse a release time later than now: what ``enforce`` releases leaves now.
+
+    Raises
+    ------
+    PolicyError
+        Naming the time, when it is more than :data:`RELEASE_TIME_SKEW` ahead.
+    """
+    now = datetime.now(UTC)
+    if request.at > now + RELEASE_TIME_SKEW:
+        raise PolicyError(f"--at: {request.at.isoformat(timespec='seconds')} is later than now "
+                          f"({now.isoformat(timespec='seconds')}): enforce releases now, and a later time would "
+                          "make the data look older than it is when it leaves (screen may look ahead)")
+
+
 def resume_scope(policy: Policy, request: Request, *, explicit_time: bool = False) -> tuple[str, ...]:
     """What of a request makes a rerun "the same command".
 
@@ -1181,12 +1201,17 @@ def enforce(paths: Iterable[str | os.PathLike[str]] | Sequence[WorkItem], opts: 
 
     Raises
     ------
+    PolicyError
+        When the request's release time is in the future: ``enforce``
+        releases now, and a later time would make the data look older than
+        it is when it leaves (only ``screen`` may look ahead).
     OutputError
         When the output folder cannot be created or opened, or recorded
         files could not be moved into place.
     Exception
         Whatever ``record`` or ``released`` raised.
     """
+    check_release_time(opts.request)
     items = list(paths)
     work: list[WorkItem] = [i for i in items if isinstance(i, FoundProduct | FoundPackage | ProductEvidence)]
     named = [i for i in items if not isinstance(i, FoundProduct | FoundPackage | ProductEvidence)]

@@ -374,3 +374,39 @@ expect = { action = "block" }
     assert "PASS  referred" in result.stdout and "PASS  a referral is also a block" in result.stdout
     assert "FAIL  blocked by a block rule is not a referral" in result.stdout
     assert "expected refer, got block" in result.stdout
+
+
+def test_enforce_refuses_a_release_time_in_the_future_and_screen_may_look_ahead(tmp_path: Path) -> None:
+    policy = tmp_path / "age.toml"
+    policy.write_text(AGE_POLICY)
+    result = CliRunner().invoke(cli, ["enforce", "--policy", str(policy), "--at", "2099-01-01T00:00:00Z", str(PAN03),
+                                      "-o", str(tmp_path / "out"), "--log", str(tmp_path / "log.jsonl")])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rspolicy: error: --at: 2099-01-01T00:00:00+00:00 is later than now")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "log.jsonl").exists()
+    ahead = run("screen", "--policy", str(policy), "--at", "2099-01-01T00:00:00Z", "--json", str(PAN03))
+    assert ahead.exit_code == 0
+
+
+def test_a_sidecar_claiming_old_data_cannot_hide_a_fresh_date_in_the_file_name(tmp_path: Path) -> None:
+    """The file name says the scene was taken on 2020-05-10 (the whole day counts); the sidecar says 2014.
+    Two days after the file name's date, the data may be fresh: the freshness rule applies."""
+    src = tmp_path / "src"
+    shutil.copytree(SAMPLE_DATA / "gf2_pms1_l1a", src)
+    for xml in src.glob("*.xml"):
+        text = xml.read_text()
+        for tag in ("StartTime", "EndTime", "CenterTime"):
+            text = text.replace(f"<{tag}>2020-05-11", f"<{tag}>2014-05-11")
+        xml.write_text(text)
+    pan = next(src.glob("*-PAN1.tiff"))
+    policy = tmp_path / "age.toml"
+    policy.write_text(AGE_POLICY)
+    result = run("screen", "--policy", str(policy), "--at", "2020-05-15T23:00:00Z", "--json", str(pan))
+    decision = json.loads(result.stdout)
+    assert decision["action"] == "block", decision["why"]
+    times = {e["value"] for e in decision["evidence"] if e["fact"] == "acquisition_time"}
+    assert "2020-05-10" in times and any(t.startswith("2014-05-11") for t in times)
+    # Five days after the end of the file name's day, no reading is fresh any more.
+    later = run("screen", "--policy", str(policy), "--at", "2020-05-16T00:00:01Z", "--json", str(pan))
+    assert json.loads(later.stdout)["action"] == "allow"

@@ -17,20 +17,29 @@ from typing import Any
 import click
 
 from rspolicy.audit import iter_records
-from rspolicy.cli.options import cli_request, jobs_option, json_option, log_options, open_log, policy_option
+from rspolicy.cli.options import (
+    RequestUsageError,
+    cli_request,
+    jobs_option,
+    json_option,
+    log_options,
+    open_log,
+    policy_option,
+)
 from rspolicy.cli.progress import BatchProgress, format_row, progress_mode, summary_lines
 from rspolicy.enforce import (
     EnforceOptions,
     Outcome,
     OutputFolder,
     WorkItem,
+    check_release_time,
     enforce,
     item_bytes,
     other_runs,
     resume_scope,
     work_items,
 )
-from rspolicy.errors import OutputError, RSPolicyError
+from rspolicy.errors import OutputError, PolicyError, RSPolicyError
 from rspolicy.policy import Policy
 from rspolicy.readers.discover import FoundPackage, FoundProduct
 from rspolicy.records import (
@@ -203,6 +212,10 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     error (no products found); 130/143 stopped by SIGINT/SIGTERM.
     """
     request = cli_request(recipient, purpose, approval, at)
+    try:
+        check_release_time(request)
+    except PolicyError as exc:
+        raise RequestUsageError(str(exc)) from None
     named, typed = _named_paths(paths)
     items = work_items(named)
     _check_found(named, typed, items)

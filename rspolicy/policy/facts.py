@@ -14,7 +14,7 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from rspolicy.model import Fact, ProductClass, ProductEvidence
@@ -23,6 +23,7 @@ from rspolicy.model import Fact, ProductClass, ProductEvidence
 KNOWN_CLASSES = frozenset(c for c in ProductClass if c is not ProductClass.UNKNOWN)
 
 _NOT_ALNUM = re.compile(r"[^0-9A-Z*?]")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def normalise_name(text: str) -> str:
@@ -139,6 +140,9 @@ def product_facts(product: ProductEvidence, product_class: ProductClass,
                 unreadable_time = True
             else:
                 times.append(moment)
+                if _DATE_ONLY.fullmatch(str(value).strip()):
+                    # A date is a whole day: its last moment is the youngest the data may be.
+                    times.append(moment + timedelta(days=1, microseconds=-1))
         elif e.fact is Fact.FOOTPRINT and isinstance(value, str):
             footprints.append(value)
     return ProductFacts(

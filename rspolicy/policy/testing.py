@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,8 @@ def case_facts(product: Mapping[str, Any]) -> ProductFacts:
         if moment is None:
             raise PolicyError(f"product.acquired: {product['acquired']!r} is not an ISO 8601 time")
         acquired = (moment,)
+        if len(product["acquired"].strip()) == 10:  # a date: the whole day, as for a product's evidence
+            acquired = (moment, moment + timedelta(days=1, microseconds=-1))
     footprint: tuple[str, ...] = ()
     if "footprint" in product:
         ring = [*product["footprint"], product["footprint"][0]]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 from rspolicy.model import Evidence, Fact, ProductClass, Strength
 
@@ -120,4 +121,29 @@ def filename_evidence(name: str, source: str) -> list[Evidence]:
     if mission and not satellite.startswith("GF3"):  # GF-3 names put the receiving station there
         out.append(Evidence(Fact.SENSOR, mission.group("sensor").upper(), source, "filename",
                             "sensor or camera named by the file name"))
+    day = _acquisition_day(stem) if mission or stem.upper().startswith("GF3") else None
+    if day is not None:
+        # A whole day: policies on the age of the data consider both its first and its last moment.
+        out.append(Evidence(Fact.ACQUISITION_TIME, day.isoformat(), source, "filename",
+                            "acquisition date named by the file name (a whole day)"))
     return out
+
+
+_DAY = re.compile(r"(?:^|[-_])((?:19|20)\d{6})(?:T\d{4,6})?(?=[-_.]|$)")
+
+
+def _acquisition_day(stem: str) -> date | None:
+    """The first ``_YYYYMMDD_`` of a product name that is a real date.
+
+    >>> _acquisition_day("GF2_PMS1_E116.5_N39.9_20200510_L1A0004793969-PAN1")
+    datetime.date(2020, 5, 10)
+    >>> _acquisition_day("GF2_PMS1_E116.5_N39.9_20201345_L1A0004793969") is None
+    True
+    """
+    for match in _DAY.finditer(stem):
+        text = match.group(1)
+        try:
+            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        except ValueError:
+            continue
+    return None
