@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from rspolicy import isolation
 from rspolicy.cli import cli
-from rspolicy.model import Action, Decision
+from rspolicy.model import Action, Decision, Request
 from rspolicy.policy import load_policy
 from rspolicy.readers import discover as discover_module
 from rspolicy.screen import iter_screen, screen
@@ -43,8 +43,9 @@ def test_parallel_screening_equals_sequential_screening_in_content_and_order(tmp
     src = _many(tmp_path / "src", 9)
     shutil.copytree(SAMPLE_DATA, src / "samples", ignore=shutil.ignore_patterns("*.py", "*.md"))
     policy = load_policy()
-    one = list(iter_screen([src], policy, jobs=1))
-    several = list(iter_screen([src], policy, jobs=jobs))
+    request = Request()  # one release time for both: it is part of every decision
+    one = list(iter_screen([src], policy, jobs=1, request=request))
+    several = list(iter_screen([src], policy, jobs=jobs, request=request))
     assert [type(x).__name__ for x in one] == [type(x).__name__ for x in several]
     assert [_comparable(d) if isinstance(d, Decision) else d for d in one] == \
            [_comparable(d) if isinstance(d, Decision) else d for d in several]
