@@ -410,3 +410,26 @@ def test_a_sidecar_claiming_old_data_cannot_hide_a_fresh_date_in_the_file_name(t
     # Five days after the end of the file name's day, no reading is fresh any more.
     later = run("screen", "--policy", str(policy), "--at", "2020-05-16T00:00:01Z", "--json", str(pan))
     assert json.loads(later.stdout)["action"] == "allow"
+
+
+def test_a_zone_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "policy"
+    folder.mkdir()
+    os.mkfifo(folder / "site.geojson")
+    policy = folder / "fifo.toml"
+    policy.write_text('''schema = "rspolicy-policy/2"
+[policy]
+name = "fifo"
+version = "1"
+[zones.site]
+file = "site.geojson"
+[[rule]]
+id = "fifo/site"
+when = { zone_intersects = "site" }
+action = "block"
+''')
+    result = run("rules", "check", str(policy))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"{policy}:6: zones.site.file: {folder / 'site.geojson'}: not a regular file"

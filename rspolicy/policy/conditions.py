@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from rspolicy.model import ProductClass, Recipient, Request
 from rspolicy.policy.facts import KNOWN_CLASSES, ProductFacts, footprint_geometry, normalise_name
+from rspolicy.policy.zones import Zone
 
 #: (may hold, may fail)
 Tri = tuple[bool, bool]
@@ -281,37 +282,6 @@ class PurposeIs:
 
     def render(self) -> str:
         return f"purpose is {' or '.join(sorted(self.purposes))}"
-
-
-@dataclass(frozen=True)
-class Zone:
-    """A named area of the policy, as a prepared shapely geometry in longitude and latitude."""
-
-    name: str
-    geometry: Any
-    file: str
-    description: str = ""
-    example: bool = False
-
-    @property
-    def shown(self) -> str:
-        """The zone's name, marked when it is an example."""
-        return f"{self.name} (an example zone)" if self.example else self.name
-
-    def __post_init__(self) -> None:
-        import shapely  # noqa: PLC0415 - loaded only for policies with zones
-
-        # Prepared: a product's footprint is tested against the zone in microseconds.
-        shapely.prepare(self.geometry)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Through the constructor, so that a copy sent to a worker process is prepared again.
-        return (Zone, (self.name, self.geometry, self.file, self.description, self.example))
-
-    @property
-    def wkt(self) -> str:
-        """The zone as WKT (for masking and records)."""
-        return str(self.geometry.wkt)
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,13 @@ from rspolicy.policy.conditions import (
     Compare,
     Condition,
     RecipientList,
-    Zone,
     compile_condition,
     facts_tested,
     gsd_upper_bounds,
 )
 from rspolicy.policy.facts import ProductFacts, normalise_name
 from rspolicy.policy.resampling import Resampling
+from rspolicy.policy.zones import Zone, load_zone, one_line
 
 SCHEMA = "rspolicy-policy/2"
 DEFAULT_POLICY = "cnsa-2022"
@@ -53,8 +53,6 @@ TESTS_SUFFIX = ".tests.toml"
 
 #: A policy file larger than this is not a policy (the default one is ~4 KB).
 MAX_POLICY_BYTES = 1024 * 1024
-#: A zone file larger than this is refused (a detailed country outline is well under it).
-MAX_ZONE_BYTES = 16 * 1024 * 1024
 MIN_LIMIT_M = v1.MIN_LIMIT_M
 MAX_LIMIT_M = v1.MAX_LIMIT_M
 
@@ -380,10 +378,7 @@ def find_policy_file(name_or_path: str | os.PathLike[str] | None) -> Path:
     raise PolicyError(f"no policy named {spec!r} (known: {', '.join(known) or 'none'})")
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line, cut short."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 200 else text[:200] + "..."
+_one_line = one_line
 
 
 def read_toml(path: Path, what: str = "policy", limit: int = MAX_POLICY_BYTES) -> tuple[bytes, str, dict[str, Any]]:
@@ -647,14 +642,14 @@ def _compile(doc: Mapping[str, Any], text: str, path: Path, raw: bytes) -> Polic
         except PolicyError as exc:
             problems.append(str(exc))
     zones: dict[str, Zone] = {}
-    zone_files: list[Path] = []
+    zone_files: list[tuple[Path, str]] = []
     for name, spec in doc.get("zones", {}).items():
         try:
-            zones[name], file = _zone(name, spec, path, fail)
+            zones[name], file, file_sha = load_zone(name, spec, path, fail)
         except PolicyError as exc:
             problems.append(str(exc))
         else:
-            zone_files.append(file)
+            zone_files.append((file, file_sha))
     rules: list[Rule] = []
     for index, spec in enumerate(doc["rule"]):
         try:
@@ -684,7 +679,7 @@ def _compile(doc: Mapping[str, Any], text: str, path: Path, raw: bytes) -> Polic
                               resampling.get("sar_detected", "amplitude")),
         rules=tuple(rules), source=meta.get("source", ""), lists=lists, zones=zones,
         obligations=Obligations(obligations.get("credit"), tuple(obligations.get("conditions", ()))),
-        files=(path, *zone_files))
+        files=(path, *(file for file, _ in zone_files)))
 
 
 class PolicyProblemsError(PolicyError):
@@ -779,51 +774,7 @@ def parse_recipient(text: str, *, strict: bool = False) -> Recipient:
     return Recipient(code, organisation or None)
 
 
-def _zone(name: str, spec: Mapping[str, Any], policy_path: Path, fail: Any) -> tuple[Zone, Path]:
-    import shapely  # noqa: PLC0415 - shapely loads only for policies with zones
-    from shapely.geometry import shape  # noqa: PLC0415
-
-    where = ["zones", name, "file"]
-    relative = Path(spec["file"])
-    base = policy_path.resolve().parent
-    file = (base / relative).resolve()
-    if relative.is_absolute() or not file.is_relative_to(base):
-        fail(where, f"{spec['file']}: a zone file must lie in the policy's folder or below it")
-    try:
-        with file.open("rb") as stream:
-            data = stream.read(MAX_ZONE_BYTES + 1)
-    except OSError as exc:
-        fail(where, f"{file}: cannot read the zone file ({exc.strerror or exc})")
-        raise
-    if len(data) > MAX_ZONE_BYTES:
-        fail(where, f"{file}: larger than {MAX_ZONE_BYTES} bytes")
-    try:
-        geojson = json.loads(data)
-        items = (geojson["features"] if geojson.get("type") == "FeatureCollection"
-                 else [geojson] if geojson.get("type") == "Feature" else [{"geometry": geojson}])
-        parts = [shape(item["geometry"]) for item in items]
-    except (ValueError, KeyError, TypeError, AttributeError, shapely.errors.ShapelyError) as exc:
-        fail(where, f"{file}: not a GeoJSON polygon file ({type(exc).__name__}: {_one_line(exc)})")
-        raise
-    if not parts or any(p.geom_type not in ("Polygon", "MultiPolygon") for p in parts):
-        fail(where, f"{file}: expected Polygon or MultiPolygon geometries")
-    try:
-        invalid = [shapely.is_valid_reason(p) for p in parts if not p.is_valid]
-        if invalid:
-            fail(where, f"{file}: the zone is not a valid polygon ({invalid[0]})")
-        geometry = shapely.union_all(parts)
-    except shapely.errors.ShapelyError as exc:
-        fail(where, f"{file}: the zone is not a valid polygon ({_one_line(exc)})")
-        raise
-    if geometry.is_empty or not geometry.is_valid:
-        fail(where, f"{file}: the zone is empty or not a valid polygon ({shapely.is_valid_reason(geometry)})")
-    minx, miny, maxx, maxy = geometry.bounds
-    if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
-        fail(where, f"{file}: coordinates must be longitude and latitude in degrees (EPSG:4326)")
-    return Zone(name, geometry, str(file), spec.get("description", ""), bool(spec.get("example", False))), file
-
-
-def _identity(path: Path, raw: bytes, zone_files: Sequence[Path]) -> str:
+def _identity(path: Path, raw: bytes, zone_files: Sequence[tuple[Path, str]]) -> str:
     """sha256 of the policy file alone, or over the policy and its zone files when it has any.
 
     The combined digest covers each file's name relative to the policy's folder and its sha256, so
@@ -834,9 +785,9 @@ def _identity(path: Path, raw: bytes, zone_files: Sequence[Path]) -> str:
         return own
     digest = hashlib.sha256(f"{path.name}\0{own}\n".encode())
     base = path.resolve().parent
-    for file in sorted(zone_files):
-        digest.update(f"{file.relative_to(base).as_posix()}\0{hashlib.sha256(file.read_bytes()).hexdigest()}\n"
-                      .encode())
+    for file, file_sha in sorted(zone_files):
+        # The digest of the bytes that were parsed, not of a second read.
+        digest.update(f"{file.relative_to(base).as_posix()}\0{file_sha}\n".encode())
     return digest.hexdigest()
 
 
