@@ -432,4 +432,5 @@ action = "block"
 ''')
     result = run("rules", "check", str(policy))
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == f"{policy}:6: zones.site.file: {folder / 'site.geojson'}: not a regular file"
+    fifo = folder / "site.geojson"
+    assert result.stderr.splitlines()[0] == f"{policy}:6: zones.site.file: {fifo}: not a regular file"
