@@ -1524,3 +1524,37 @@ class AuditLog:
         """
         return export_records(self.iter_records(since=since, until=until, action=action, satellite=satellite),
                               fmt, out)
+
+
+def open_audit_log(explicit: str | os.PathLike[str] | None, *, required: bool,
+                   config: Config | None = None) -> AuditLog | None:
+    """The audit log named explicitly, by ``$RSPOLICY_LOG`` or by the config file (as the commands find it).
+
+    Parameters
+    ----------
+    explicit
+        A path, or None.
+    required
+        Open the default log (``~/.local/state/rspolicy/decisions.jsonl``)
+        when nothing names one, as ``enforce`` does; otherwise return None.
+    config
+        The config file's settings, when already read; otherwise read here.
+
+    Raises
+    ------
+    rspolicy.config.ConfigError
+        When the config file cannot be used.
+    AuditLogError
+        When the log cannot be opened.
+    """
+    config = config if config is not None else load_config()
+    path = resolve_log_path(explicit, config=config, default=required)
+    if path is None:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return AuditLog(path, key=key_from_env(), rotate_bytes=config.rotate_bytes, rotate_daily=config.rotate_daily)
+    except AuditLogError:
+        raise
+    except OSError as exc:
+        raise AuditLogError(f"{path}: cannot open the audit log ({exc.strerror or exc})") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_the_package_docstring_example_is_collected() -> None:
     import rspolicy
 
     examples = doctest.DocTestFinder().find(rspolicy, "rspolicy")[0].examples
-    assert any("screen([folder])" in e.source for e in examples)
+    assert any("rspolicy.screen_products(folder, log=False)" in e.source for e in examples)
     assert Path(rspolicy.__file__).name == "__init__.py"
 
 
@@ -76,3 +77,21 @@ def test_the_mutation_report_fails_on_anything_left_open(capsys: pytest.CaptureF
     assert report({equivalent: "killed"}) == 1  # an explanation a test contradicts
     assert report({}) == 1
     assert "explained as equivalent were killed" in capsys.readouterr().out
+
+
+def test_the_readme_python_examples_run(tmp_path: Path) -> None:
+    """Every ```python block of the README runs as it is, from the repository root, in a private home."""
+    import re
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
+    assert len(blocks) >= 2
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env.pop("RSPOLICY_LOG", None)
+    for block in blocks:
+        done = subprocess.run([sys.executable, "-c", block], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert done.returncode == 0, f"{block}\n{done.stderr}"
+        assert done.stdout.strip(), block

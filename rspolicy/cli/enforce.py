@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from rspolicy.audit import iter_records
+from rspolicy.batch import logged_enforce
 from rspolicy.cli.options import (
     RequestUsageError,
     cli_request,
@@ -33,9 +33,7 @@ from rspolicy.enforce import (
     OutputFolder,
     WorkItem,
     check_release_time,
-    enforce,
     item_bytes,
-    other_runs,
     resume_scope,
     work_items,
 )
@@ -43,17 +41,11 @@ from rspolicy.errors import OutputError, PolicyError, RSPolicyError
 from rspolicy.policy import Policy
 from rspolicy.readers.discover import FoundPackage, FoundProduct
 from rspolicy.records import (
-    BatchHistory,
     Requester,
-    completed_products,
-    decision_record,
     display_text,
-    failure_record,
-    reconcile_releases,
-    released_record,
 )
 from rspolicy.report import REPORT_FORMATS, write_report
-from rspolicy.results import EXIT_USAGE, BatchSummary, Result, batch_exit_status
+from rspolicy.results import EXIT_USAGE, BatchSummary, batch_exit_status
 
 
 class ToolFailure(click.ClickException):
@@ -239,22 +231,6 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     out = _Out()
     width = 10_000 if not sys.stdout.isatty() else os.get_terminal_size(sys.stdout.fileno()).columns
 
-    def record(outcome: Outcome) -> None:
-        inputs = [i.to_dict() for i in outcome.inputs]
-        if outcome.result is Result.FAILED:
-            log.append(failure_record(outcome.display, outcome.reason, requester, decision=outcome.decision,
-                                      inputs=inputs, batch=outcome.batch))
-            return
-        assert outcome.decision is not None
-        log.append(decision_record(outcome.decision, requester, command="enforce",
-                                   outputs=[o.to_dict() for o in outcome.outputs],
-                                   output_gsd_m=outcome.output_gsd_m, notes=outcome.notes, inputs=inputs,
-                                   batch=outcome.batch, masked_fraction=outcome.masked_fraction))
-
-    def released(outcome: Outcome) -> None:
-        assert outcome.decision is not None
-        log.append(released_record(outcome.decision.decision_id, outcome.decision.path, requester))
-
     total_bytes = sum(item_bytes(i) for i in items)
     started = time.monotonic()
     stop = _Stop()
@@ -279,26 +255,8 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
                         if not quiet:
                             click.echo(display_text(f"note {outcome.display}: {note}"), err=True)
 
-            # A run killed between a record and its renames left records whose files are absent:
-            # say so in the log before this run adds its own.
-            busy = other_runs(outdir)
-            if busy:
-                click.echo(f"note: not reconciling the log: another run (pid {', '.join(map(str, busy))}) is "
-                           f"writing into {display_text(str(outdir))}", err=True)
-            for rec in ([] if busy else reconcile_releases(log, outdir, requester)):
-                if rec.get("event") == "reconcile":
-                    click.echo(display_text(f"reconciled: decision {rec['decision_id']} was recorded but not "
-                                            f"released ({', '.join(rec['absent'] + rec['differs'])})"), err=True)
-            files = [f for f in log.files() if f.exists()]
-            prior = BatchHistory() if opts.force or not files else completed_products(iter_records(files))
-            if scheduler:
-                from rspolicy.scaleout import dask_client  # noqa: PLC0415
-
-                with dask_client(scheduler, jobs) as client:
-                    enforce(items, opts, record, released=released, progress=show, prior=prior, executor=client,
-                            stop=stop.event)
-            else:
-                enforce(items, opts, record, released=released, progress=show, prior=prior, stop=stop.event)
+            logged_enforce(items, opts, log, requester, progress=show, stop=stop.event, scheduler=scheduler,
+                           notice=lambda line: click.echo(line, err=True))
     except KeyboardInterrupt:
         stop.signum = stop.signum or signal.SIGINT
     except (RSPolicyError, OSError) as exc:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from rspolicy.audit import AuditLog, key_from_env, resolve_log_path
+from rspolicy.audit import AuditLog, open_audit_log
 from rspolicy.config import Config, ConfigError, default_log_path, load_config
 from rspolicy.errors import PolicyError
 from rspolicy.model import Request
@@ -162,9 +162,4 @@ def open_log(explicit: str | None, *, required: bool) -> AuditLog | None:
     (:func:`rspolicy.audit.resolve_log_path` decides). The config file's
     rotation settings apply.
     """
-    config = cli_config()
-    path = resolve_log_path(explicit, config=config, default=required)
-    if path is None:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return AuditLog(path, key=key_from_env(), rotate_bytes=config.rotate_bytes, rotate_daily=config.rotate_daily)
+    return open_audit_log(explicit, required=required, config=cli_config())
