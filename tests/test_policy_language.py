@@ -1,0 +1,188 @@
+"""The condition language in depth: nesting keeps every setting, rendering and explanations are exact."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rspolicy.errors import PolicyError
+from rspolicy.model import Action, ProductClass, Recipient, Request
+from rspolicy.policy import ProductFacts, check_policy, evaluate, load_policy
+from rspolicy.policy.conditions import classes_named, facts_tested
+from rspolicy.policy.core import Policy
+
+AT = datetime(2026, 12, 3, tzinfo=UTC)
+SQUARE = [[10.0, 50.0], [10.1, 50.0], [10.1, 50.1], [10.0, 50.1], [10.0, 50.0]]
+INSIDE = "POLYGON((10.02 50.02, 10.03 50.02, 10.03 50.03, 10.02 50.03, 10.02 50.02))"
+OUTSIDE = "POLYGON((20 50, 20.1 50, 20.1 50.1, 20 50.1, 20 50))"
+
+HEAD = """\
+schema = "rspolicy-policy/2"
+[policy]
+name = "lang"
+version = "1"
+[evaluation]
+default = "allow"
+[lists.friends]
+recipients = ["DE", "FR:CNES"]
+[zones.site]
+file = "site.geojson"
+"""
+
+
+def _policy(tmp_path: Path, rules: str) -> Policy:
+    (tmp_path / "site.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [SQUARE]}))
+    path = tmp_path / "lang.toml"
+    path.write_text(HEAD + rules)
+    return load_policy(path)
+
+
+def _rule(when: str, action: str = "block", extra: str = "") -> str:
+    return f'[[rule]]\nid = "lang/r"\nwhen = {when}\naction = "{action}"\n{extra}'
+
+
+def _facts(gsd: float = 1.0, **kw: object) -> ProductFacts:
+    return ProductFacts.of(ProductClass.PANCHROMATIC, gsd, **kw)
+
+
+@pytest.mark.parametrize("when", [
+    '{ any = [{ gsd_m = { "<" = 0.5 } }] }',
+    '{ all = [{ gsd_m = { "<" = 0.5 } }] }',
+    '{ not = { not = { gsd_m = { "<" = 0.5 } } } }',
+])
+def test_the_tolerance_holds_inside_every_combinator(tmp_path: Path, when: str) -> None:
+    policy = _policy(tmp_path, _rule(when))
+    assert evaluate(policy, _facts(0.4999999999)).action is Action.ALLOW  # snaps onto the limit
+    assert evaluate(policy, _facts(0.499)).action is Action.BLOCK
+
+
+@pytest.mark.parametrize("when", [
+    '{ all = [{ zone_intersects = "site" }] }',
+    '{ any = [{ zone_intersects = "site" }] }',
+    '{ not = { not = { zone_intersects = "site" } } }',
+    '{ all = [{ recipient_in = "friends" }] }',
+])
+def test_zones_and_lists_resolve_inside_every_combinator(tmp_path: Path, when: str) -> None:
+    policy = _policy(tmp_path, _rule(when))
+    friend = Request(Recipient("DE"), at=AT)
+    stranger = Request(Recipient("BR"), at=AT)
+    if "zone" in when:
+        assert evaluate(policy, _facts(footprints=(INSIDE,)), request=friend).action is Action.BLOCK
+        assert evaluate(policy, _facts(footprints=(OUTSIDE,)), request=friend).action is Action.ALLOW
+    else:
+        assert evaluate(policy, _facts(), request=friend).action is Action.BLOCK
+        assert evaluate(policy, _facts(), request=stranger).action is Action.ALLOW
+
+
+@pytest.mark.parametrize(("when", "name"), [
+    ('{ any = [{ recipient_in = "enemies" }] }', "no list named 'enemies' in [lists] (defined: friends)"),
+    ('{ all = [{ zone_within = "moon" }] }', "no zone named 'moon' in [zones] (defined: site)"),
+    ('{ not = { zone_intersects = "moon" } }', "no zone named 'moon' in [zones] (defined: site)"),
+])
+def test_an_undefined_name_inside_a_combinator_is_a_line_error(tmp_path: Path, when: str, name: str) -> None:
+    (tmp_path / "site.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [SQUARE]}))
+    path = tmp_path / "lang.toml"
+    path.write_text(HEAD + _rule(when))
+    (problem,) = check_policy(path)
+    assert problem.startswith(f"{path}:13: rule[1].when.") and problem.endswith(name)
+
+
+def test_undefined_names_with_nothing_defined_say_none(tmp_path: Path) -> None:
+    path = tmp_path / "bare.toml"
+    path.write_text('schema = "rspolicy-policy/2"\n[policy]\nname = "bare"\nversion = "1"\n'
+                    + _rule('{ recipient_in = "x", zone_intersects = "y" }'))
+    (problem,) = check_policy(path)
+    assert problem.endswith("no list named 'x' in [lists] (defined: none)")
+
+
+@pytest.mark.parametrize(("comparison", "problem"), [
+    ('{ bands = { ">" = -1 } }', "must be a finite positive number"),
+    ('{ gsd_m = { "<" = -1 } }', "must be a finite positive number"),
+    ('{ gsd_m = { "<" = 0.0005 } }', "0.0005 m is not a ground resolution in [0.001 m, 4e+07 m]"),
+    ('{ age_days = { "<" = inf } }', "must be a finite positive number"),
+    ('{ bands = { ">" = ' + "9" * 400 + " } }", "this integer does not fit a float"),
+])
+def test_numbers_in_comparisons_are_checked(tmp_path: Path, comparison: str, problem: str) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text(HEAD.replace('file = "site.geojson"', 'file = "none.geojson"').split("[zones.site]")[0]
+                    + _rule(comparison))
+    (message,) = check_policy(path)
+    assert problem in message and ":11: rule[1].when." in message, message
+
+
+@pytest.mark.parametrize("comparison", ['{ gsd_m = { "<" = 0.001 } }', '{ gsd_m = { "<=" = 4e7 } }',
+                                        '{ age_days = { ">" = -2 } }', '{ bands = { ">=" = 0 } }'])
+def test_the_bounds_of_a_comparison_are_allowed(tmp_path: Path, comparison: str) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text(HEAD.split("[zones.site]")[0] + _rule(comparison))
+    assert check_policy(path) == []
+
+
+def test_every_leaf_renders_in_words(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, _rule(
+        '{ class = ["sar", "panchromatic"], satellite = "GF-3", sensor = ["SAR"], imaging_mode = "SL", '
+        'product_level = "L1A", gsd_m = { "<=" = 2.5, ">" = 0.1 }, bands = { ">=" = 1 }, '
+        'age_days = { "<" = 5 }, sar_phase = true, approval = false, recipient_in = "friends", '
+        'purpose = ["Research", "disaster"], zone_intersects = "site", not = { zone_within = "site" }, '
+        'any = [{ sar_phase = false }, { approval = true }] }'))
+    assert policy.rules[0].condition.render() == (
+        "class is panchromatic or sar and satellite is GF3 and sensor is SAR and imaging_mode is SL and "
+        "product_level is L1A and ground resolution at or finer than 2.5 m and coarser than 0.1 m and "
+        "number of bands at least 1 and age of the data less than 5 days and SAR phase is present and "
+        "no approval reference is given and recipient is on list friends and purpose is disaster or research "
+        "and footprint intersects zone site and not (footprint lies within zone site) and "
+        "((SAR phase is absent) or (an approval reference is given))")
+    assert policy.rules[0].asks() == "block"
+
+
+def test_explanations_describe_the_facts_as_they_are(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, _rule(
+        '{ sar_phase = true, approval = false, purpose = "research", not = { zone_within = "site" }, '
+        'any = [{ bands = { ">" = 3 } }] }'))
+    condition = policy.rules[0].condition
+    request = Request(Recipient("DE"), "research", None, AT)
+    facts = _facts(sar_phase=frozenset({True}), band_counts=frozenset({4}), footprints=(OUTSIDE,))
+    assert condition.explain(facts, request) == [
+        "SAR phase (complex samples) present", "no approval reference was given", "purpose research",
+        "footprint does not lie within zone site", "4 bands (more than 3)"]
+    unknown = _facts()
+    assert condition.explain(unknown, Request(at=AT)) == [
+        "whether SAR phase is present is unknown", "no approval reference was given",
+        "no purpose given (may be research)", "footprint unknown (may lie within zone site)",
+        "bands unknown (may be more than 3)"]
+    both = _facts(sar_phase=frozenset({True, False}), footprints=(INSIDE, OUTSIDE))
+    assert condition.explain(both, Request(approval="A-1", at=AT))[:2] == [
+        "evidence disagrees on whether SAR phase is present", "approval reference A-1 given"]
+
+
+def test_a_time_rule_anywhere_makes_a_policy_depend_on_the_release_time(tmp_path: Path) -> None:
+    assert not _policy(tmp_path, _rule('{ gsd_m = { "<" = 1 } }')).uses_time
+    for when in ('{ not = { age_days = { "<" = 5 } } }', '{ any = [{ age_days = { "<" = 5 } }] }'):
+        (tmp_path / "lang.toml").unlink()
+        assert _policy(tmp_path, _rule(when)).uses_time, when
+
+
+def test_the_leaves_a_condition_tests_and_the_classes_it_names(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, _rule(
+        '{ class = "sar", not = { class = "thermal" }, any = [{ class = "panchromatic" }, { satellite = "GF2" }], '
+        'all = [{ recipient_in = "friends" }, { purpose = "x" }, { zone_within = "site" }, { approval = true }] }'))
+    condition = policy.rules[0].condition
+    assert facts_tested(condition) == {"class", "satellite", "recipient_in", "purpose", "zone_within", "approval"}
+    assert classes_named(condition) == {ProductClass.SAR, ProductClass.THERMAL, ProductClass.PANCHROMATIC}
+
+
+def test_zone_within_needs_the_whole_footprint_inside(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, _rule('{ zone_within = "site" }'))
+    straddling = "POLYGON((10.05 50.05, 10.2 50.05, 10.2 50.2, 10.05 50.2, 10.05 50.05))"
+    assert evaluate(policy, _facts(footprints=(INSIDE,))).action is Action.BLOCK
+    assert evaluate(policy, _facts(footprints=(straddling,))).action is Action.ALLOW
+
+
+def test_a_policy_needs_at_least_one_rule(tmp_path: Path) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text('schema = "rspolicy-policy/2"\nrule = []\n[policy]\nname = "empty"\nversion = "1"\n')
+    with pytest.raises(PolicyError, match=r"empty.toml:2: rule: must not be empty"):
+        load_policy(path)
