@@ -117,7 +117,7 @@ def test_numbers_in_comparisons_are_checked(tmp_path: Path, comparison: str, pro
                                         '{ age_days = { ">" = -2 } }', '{ bands = { ">=" = 0 } }'])
 def test_the_bounds_of_a_comparison_are_allowed(tmp_path: Path, comparison: str) -> None:
     path = tmp_path / "n.toml"
-    path.write_text(HEAD.split("[zones.site]")[0] + _rule(comparison))
+    path.write_text(HEAD.split("[zones.site]", maxsplit=1)[0] + _rule(comparison))
     assert check_policy(path) == []
 
 
