@@ -99,18 +99,19 @@ def test_undefined_names_with_nothing_defined_say_none(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("comparison", "problem"), [
-    ('{ bands = { ">" = -1 } }', "must be a finite positive number"),
-    ('{ gsd_m = { "<" = -1 } }', "must be a finite positive number"),
+    ('{ bands = { ">" = -1 } }', ": must be a finite positive number"),
+    ('{ gsd_m = { "<" = -1 } }', ": must be a finite positive number"),
     ('{ gsd_m = { "<" = 0.0005 } }', "0.0005 m is not a ground resolution in [0.001 m, 4e+07 m]"),
-    ('{ age_days = { "<" = inf } }', "must be a finite positive number"),
-    ('{ bands = { ">" = ' + "9" * 400 + " } }", "this integer does not fit a float"),
+    ('{ age_days = { "<" = inf } }', ": must be a finite positive number"),
+    ('{ bands = { ">" = ' + "9" * 400 + " } }",
+     ": must be a finite positive number (this integer does not fit a float)"),
 ])
 def test_numbers_in_comparisons_are_checked(tmp_path: Path, comparison: str, problem: str) -> None:
     path = tmp_path / "n.toml"
     path.write_text(HEAD.replace('file = "site.geojson"', 'file = "none.geojson"').split("[zones.site]")[0]
                     + _rule(comparison))
     (message,) = check_policy(path)
-    assert problem in message and ":11: rule[1].when." in message, message
+    assert message.startswith(f"{path}:11: rule[1].when.") and message.endswith(problem), message
 
 
 @pytest.mark.parametrize("comparison", ['{ gsd_m = { "<" = 0.001 } }', '{ gsd_m = { "<=" = 4e7 } }',
@@ -186,3 +187,55 @@ def test_a_policy_needs_at_least_one_rule(tmp_path: Path) -> None:
     path.write_text('schema = "rspolicy-policy/2"\nrule = []\n[policy]\nname = "empty"\nversion = "1"\n')
     with pytest.raises(PolicyError, match=r"empty.toml:2: rule: must not be empty"):
         load_policy(path)
+
+
+def test_a_recipient_without_a_country_may_be_on_any_list(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, _rule('{ recipient_in = "friends" }'))
+    assert evaluate(policy, _facts(), request=Request(Recipient(None, "ESA"), at=AT)).action is Action.BLOCK
+    assert evaluate(policy, _facts(), request=Request(Recipient("BR", "INPE"), at=AT)).action is Action.ALLOW
+    assert evaluate(policy, _facts(), request=Request(Recipient("FR", "C.N.E.S."), at=AT)).action is Action.BLOCK
+
+
+def test_the_resolution_tolerance_does_not_round_ages_or_band_counts(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, _rule('{ age_days = { "<" = 5 } }'))
+    # 5 days less 0.2 s before AT: within 1e-6 of 5 days, which the resolution tolerance would snap onto 5.
+    acquired = datetime(2026, 11, 28, 0, 0, 0, 200_000, tzinfo=UTC)
+    facts = _facts(acquired=(acquired,), acquired_unknown=False)
+    assert evaluate(policy, facts, request=Request(at=AT)).action is Action.BLOCK
+
+
+def test_why_a_rule_fired_reads_as_the_facts_are(tmp_path: Path) -> None:
+    rules = "".join(
+        f'[[rule]]\nid = "lang/{n}"\nwhen = {w}\naction = "block"\n' for n, w in [
+            ("gsd", '{ gsd_m = { "<=" = 2, ">" = 0.1 } }'),
+            ("sat", '{ satellite = "GF*" }'),
+            ("class", '{ class = ["multispectral", "sar"] }'),
+            ("who", '{ recipient_in = "friends" }'),
+            ("where", '{ zone_intersects = "site" }'),
+            ("age", '{ age_days = { ">=" = 1 } }'),
+        ])
+    policy = _policy(tmp_path, rules)
+    facts = ProductFacts(frozenset({ProductClass.PANCHROMATIC, ProductClass.MULTISPECTRAL}), 1.0,
+                         satellites=frozenset({"GF2", "ZY3"}), footprints=(INSIDE, OUTSIDE),
+                         acquired=(datetime(2026, 11, 30, tzinfo=UTC),), acquired_unknown=False)
+    outcome = evaluate(policy, facts, request=Request(Recipient(None, "ESA"), at=AT))
+    assert [f.why for f in outcome.fired] == [
+        "multispectral or panchromatic at 1 m is at or finer than the limit 2 m and is coarser than the limit "
+        "0.1 m (lang/gsd)",
+        "multispectral or panchromatic at 1 m: satellite GF2 or ZY3 (lang/sat)",
+        "multispectral or panchromatic at 1 m: evidence suggests multispectral (lang/class)",
+        "multispectral or panchromatic at 1 m: recipient ESA has no country code (may be on friends) (lang/who)",
+        "multispectral or panchromatic at 1 m: the footprints read disagree on whether they intersect zone site "
+        "(lang/where)",
+        "multispectral or panchromatic at 1 m: data 3 days old (at least 1 days) (lang/age)",
+    ]
+    unknown = evaluate(policy, ProductFacts(frozenset(), 1.0), request=Request(Recipient("FR", "CNES"), at=AT))
+    assert unknown.action is Action.BLOCK  # unknown_class = "block" (the default)
+    known = evaluate(policy, _facts(footprints=(INSIDE,)), request=Request(Recipient("FR", "CNES"), at=AT))
+    assert [f.why.split(": ", 1)[-1] for f in known.fired] == [
+        "panchromatic at 1 m is at or finer than the limit 2 m and is coarser than the limit 0.1 m (lang/gsd)",
+        "satellite not stated (may be GF*) (lang/sat)",
+        "recipient FR:CNES is on friends (lang/who)",
+        "footprint intersects zone site (lang/where)",
+        "acquisition time unknown (may be at least 1 days) (lang/age)",
+    ]
