@@ -239,3 +239,75 @@ def test_why_a_rule_fired_reads_as_the_facts_are(tmp_path: Path) -> None:
         "footprint intersects zone site (lang/where)",
         "acquisition time unknown (may be at least 1 days) (lang/age)",
     ]
+
+
+def test_what_a_policy_says_is_what_is_loaded(tmp_path: Path) -> None:
+    (tmp_path / "site.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [SQUARE]}))
+    path = tmp_path / "full.toml"
+    path.write_text('''schema = "rspolicy-policy/2"
+[policy]
+name = "full"
+version = "7"
+title = "A full policy"
+authority = "An authority"
+source = "A source"
+description = "  Words.  "
+[evaluation]
+tolerance_relative = 1e-4
+disagreement_relative = 0.25
+default = "refer"
+unknown_class = "strictest"
+[resampling]
+method = "area-average"
+sar_complex = "coherent"
+sar_detected = "intensity"
+[obligations]
+credit = "Credit line"
+conditions = ["one", "two"]
+[lists.friends]
+recipients = ["DE", "FR:CNES"]
+description = "friends"
+example = true
+[zones.site]
+file = "site.geojson"
+description = "a site"
+[[rule]]
+id = "full/r"
+description = "  the rule  "
+when = { gsd_m = { "<" = 1 } }
+action = "resample"
+target_m = 1.5
+''')
+    policy = load_policy(path)
+    assert (policy.ref.name, policy.ref.version, policy.title, policy.authority, policy.source, policy.description) \
+        == ("full", "7", "A full policy", "An authority", "A source", "Words.")
+    assert (policy.tolerance, policy.disagreement, policy.default, policy.unknown_class) == (
+        1e-4, 0.25, Action.REFER, "strictest")
+    assert (policy.resampling.method, policy.resampling.sar_complex, policy.resampling.sar_detected) == (
+        "area-average", "coherent", "intensity")
+    assert (policy.obligations.credit, policy.obligations.conditions) == ("Credit line", ("one", "two"))
+    friends = policy.lists["friends"]
+    assert (friends.countries, friends.organisations, friends.description, friends.example) == (
+        frozenset({"DE"}), frozenset({("FR", "CNES")}), "friends", True)
+    zone = policy.zones["site"]
+    assert (zone.name, zone.description, zone.example, Path(zone.file).name) == ("site", "a site", False,
+                                                                                 "site.geojson")
+    (rule,) = policy.rules
+    assert (rule.id, rule.action, rule.target_m, rule.zones, rule.description, rule.line) == (
+        "full/r", Action.RESAMPLE, 1.5, (), "the rule", 28)
+    assert policy.files == (path, (tmp_path / "site.geojson").resolve())
+    assert policy.schema == "rspolicy-policy/2"
+
+
+def test_what_a_policy_leaves_out_gets_its_default(tmp_path: Path) -> None:
+    path = tmp_path / "bare.toml"
+    path.write_text('schema = "rspolicy-policy/2"\n[policy]\nname = "bare"\nversion = "1"\n'
+                    + _rule('{ gsd_m = { "<" = 1 } }'))
+    policy = load_policy(path)
+    assert (policy.title, policy.authority, policy.source, policy.description) == ("bare", "unspecified", "", "")
+    assert (policy.tolerance, policy.disagreement, policy.default, policy.unknown_class) == (
+        1e-6, 0.10, Action.BLOCK, "block")
+    assert (policy.resampling.method, policy.resampling.sar_complex, policy.resampling.sar_detected) == (
+        "area-average", "intensity", "amplitude")
+    assert not policy.obligations and policy.lists == {} and policy.zones == {}
+    assert policy.rules[0].description == "" and policy.files == (path,)
