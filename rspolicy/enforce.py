@@ -434,13 +434,15 @@ def _provenance(decision: Decision, plan: DegradePlan) -> dict[str, str]:
         "RSPOLICY_OUTPUT_GSD_M": f"{min(plan.output_x_m, plan.output_y_m)!r}",
         "RSPOLICY_FACTORS": f"row {plan.row_factor}, col {plan.col_factor}",
         "RSPOLICY_RESAMPLING": f"area-average{f' ({plan.sar_mode})' if plan.sar_mode else ''}",
-        "RSPOLICY_POLICY": f"{decision.policy.name} {decision.policy.version}",
-        "RSPOLICY_POLICY_SHA256": decision.policy.sha256,
-        "RSPOLICY_DECISION_ID": decision.decision_id,
-        "RSPOLICY_VERSION": rspolicy.__version__,
-        **_class_tag(decision),
-        **_release_tags(decision),
+        **_decision_tags(decision),
     }
+
+
+def _decision_tags(decision: Decision) -> dict[str, str]:
+    """What every image rspolicy writes says about the decision it was written under."""
+    return {"RSPOLICY_POLICY": f"{decision.policy.name} {decision.policy.version}",
+            "RSPOLICY_POLICY_SHA256": decision.policy.sha256, "RSPOLICY_DECISION_ID": decision.decision_id,
+            "RSPOLICY_VERSION": rspolicy.__version__, **_class_tag(decision), **_release_tags(decision)}
 
 
 def _release_tags(decision: Decision) -> dict[str, str]:
@@ -498,12 +500,8 @@ def _stage_allowed(decision: Decision, opts: EnforceOptions, stage: Path,
         dest.parent.mkdir(parents=True, exist_ok=True)
         hdf5 = f.name.lower().endswith(HDF5_SUFFIXES)
         if f == product.raster and not hdf5 and (product.rebuild is not None or obligations):
-            tags = {"RSPOLICY_DECISION_ID": decision.decision_id, "RSPOLICY_VERSION": rspolicy.__version__,
-                    "RSPOLICY_POLICY": f"{decision.policy.name} {decision.policy.version}",
-                    "RSPOLICY_POLICY_SHA256": decision.policy.sha256, **_class_tag(decision),
-                    **_release_tags(decision)}
             part = _scratch(stage)
-            rebuild_raster(f, part, tags=tags, threads=opts.threads, rpcs=companion_rpcs(product))
+            rebuild_raster(f, part, tags=_decision_tags(decision), threads=opts.threads, rpcs=companion_rpcs(product))
             part.rename(dest)
             notes.append(f"rebuilt by rspolicy's writer: {product.rebuild}" if product.rebuild is not None else
                          "rebuilt pixel-exact by rspolicy's writer to carry the policy's obligations in its tags")
@@ -553,6 +551,13 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
                              tags=_provenance(decision, plan), threads=opts.threads,
                              intermediate=opts.output_format == "cog", rpcs=rpcs,
                              creation_options=opts.creation_options)
+    if decision.mask_zones and not written.masked_fraction:
+        # A footprint put the product over the zone, yet its georeferencing places no pixel there: the
+        # evidence disagrees on where the pixels lie, so no mask can be trusted.
+        raise ProductReadError(decision.path, f"evidence places the product over zone "
+                                              f"{', '.join(z.name for z in decision.mask_zones)}, but its "
+                                              "georeferencing places no pixel inside it: it cannot be masked "
+                                              "reliably")
     if opts.output_format == "cog":
         cog = _scratch(stage)
         write_cog(written.path, cog, sar_mode=plan.sar_mode, threads=opts.threads)
@@ -579,13 +584,6 @@ def _stage_degraded(decision: Decision, opts: EnforceOptions, stage: Path,
         rpb = image.with_name(product_stem(image.name) + ".rpb")
         rpb.write_text(rpb_text(written.rpcs), encoding="ascii")
         staged.append(rpb)
-    if decision.mask_zones and not written.masked_fraction:
-        # A footprint put the product over the zone, yet its georeferencing places no pixel there: the
-        # evidence disagrees on where the pixels lie, so no mask can be trusted.
-        raise ProductReadError(decision.path, f"evidence places the product over zone "
-                                              f"{', '.join(z.name for z in decision.mask_zones)}, but its "
-                                              "georeferencing places no pixel inside it: it cannot be masked "
-                                              "reliably")
     if written.masked_fraction is not None:
         notes.append(f"masked zone {', '.join(z.name for z in decision.mask_zones)}: "
                      f"{written.masked_fraction:.4%} of the pixels set to nodata")
