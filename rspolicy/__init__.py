@@ -30,6 +30,7 @@ from rspolicy.errors import (
     ProductReadError,
     ResampleError,
     RSPolicyError,
+    StacError,
     UnsafePackageError,
 )
 from rspolicy.model import (
@@ -80,6 +81,7 @@ __all__ = [
     "RSPolicyError",
     "Resolution",
     "ResampleError",
+    "StacError",
     "UnsafePackageError",
     "__version__",
     "area_average",

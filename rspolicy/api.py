@@ -122,7 +122,7 @@ def enforce_products(paths: PathsLike, outdir: str | os.PathLike[str],
                      log: str | os.PathLike[str] | Literal[False] | None = None, operator: str | None = None,
                      jobs: int = 1, output_format: Literal["gtiff", "cog"] = "gtiff", force: bool = False,
                      creation_options: Mapping[str, str] | None = None,
-                     scheduler: str | None = None) -> list[Outcome]:
+                     scheduler: str | None = None, stac: bool = False) -> list[Outcome]:
     """Release, degrade or refuse every product behind ``paths`` into ``outdir``, as ``rspolicy enforce`` does.
 
     Every outcome is recorded in the audit log exactly as the command
@@ -148,6 +148,8 @@ def enforce_products(paths: PathsLike, outdir: str | os.PathLike[str],
         Who decides (default: the OS user), for the records.
     jobs, output_format, force, creation_options, scheduler
         As ``--jobs``, ``--format``, ``--force``, ``--co`` and ``--scheduler``.
+    stac
+        As ``--stac``: a STAC Item beside every released product (:mod:`rspolicy.stac`).
 
     Returns
     -------
@@ -169,7 +171,8 @@ def enforce_products(paths: PathsLike, outdir: str | os.PathLike[str],
     cores = os.cpu_count() or 1
     opts = EnforceOptions(outdir=Path(outdir), policy=loaded, output_format=output_format, force=force,
                           threads=max(1, cores // jobs), jobs=jobs, creation_options=dict(creation_options or {}),
-                          request=request, resume_scope=resume_scope(loaded, request, explicit_time=at is not None))
+                          request=request, stac=stac,
+                          resume_scope=resume_scope(loaded, request, explicit_time=at is not None))
     items = work_items(_paths(paths))
     audit = _open_log(log, required=True)
     if audit is None:

@@ -127,6 +127,10 @@ class EnforceOptions:
     request
         Recipient, purpose, approval and release time every product is
         decided for (and re-screened for).
+    stac
+        Write a STAC Item beside every released product
+        (:mod:`rspolicy.stac`); it leaves with the product and is recorded
+        among its outputs.
     """
 
     outdir: Path
@@ -139,6 +143,7 @@ class EnforceOptions:
     resume_scope: tuple[str, ...] = ()
     product_seconds: float = 6 * 3600.0
     request: Request = field(default_factory=Request)
+    stac: bool = False
 
 
 @dataclass(frozen=True)
@@ -728,8 +733,13 @@ def resume_scope(policy: Policy, request: Request, *, explicit_time: bool = Fals
 
 def run_fingerprint(opts: EnforceOptions, root: Path) -> str:
     """The part of every product's batch key that names the command rather than the product."""
-    return _sha256_json({"policy": opts.policy.ref.sha256, "outdir": os.fspath(root), "format": opts.output_format,
-                         "co": sorted(opts.creation_options.items()), "scope": list(opts.resume_scope)})
+    command: dict[str, Any] = {"policy": opts.policy.ref.sha256, "outdir": os.fspath(root),
+                               "format": opts.output_format, "co": sorted(opts.creation_options.items()),
+                               "scope": list(opts.resume_scope)}
+    if opts.stac:
+        # Only when asked for, so that the keys of runs without Items stay what they were.
+        command["stac"] = True
+    return _sha256_json(command)
 
 
 def _sha256_json(obj: Any) -> str:
@@ -756,8 +766,12 @@ def _failure_text(path: str, exc: BaseException) -> str:
 
 def _stage_one(decision: Decision, ctx: WorkContext, stage: Path,
                rel: Callable[[Path], Path], inputs: tuple[FileDigest, ...], final: Callable[[PurePath], str],
-               durable: bool) -> _Staged:
-    """Stage, re-screen, hash (and flush) one allowed or degraded product. Never raises for the product."""
+               durable: bool, source_href: str) -> _Staged:
+    """Stage, re-screen, hash (and flush) one allowed or degraded product. Never raises for the product.
+
+    ``source_href`` is the source's file (a package member's: the package), for a STAC Item's
+    ``derived_from`` link.
+    """
     opts = ctx.opts
     try:
         # The sealer's threads finish before the caller removes the stage.
@@ -781,13 +795,42 @@ def _stage_one(decision: Decision, ctx: WorkContext, stage: Path,
             rels = [PurePath(p.relative_to(stage)) for p in staged]
             outputs = tuple(FileDigest(final(r), p.stat().st_size, d.result())
                             for p, r, d in zip(staged, rels, digests, strict=True))
+            moves = tuple(zip(staged, rels, strict=True))
+            if opts.stac:
+                item = _stage_stac_item(decision, ctx, staged, outputs, inputs, check.gsd_m, masked, source_href)
+                if durable:
+                    _fsync(item)
+                rel_item = PurePath(item.relative_to(stage))
+                outputs = (*outputs, FileDigest(final(rel_item), item.stat().st_size, sha256_file(item)))
+                moves = (*moves, (item, rel_item))
             return _Staged(Outcome(decision, outputs, check.gsd_m, tuple(notes), inputs, masked_fraction=masked),
-                           tuple(zip(staged, rels, strict=True)))
+                           moves)
     except _REFUSALS as exc:
         return _Staged(Outcome(_blocked(decision, f"{exc}; nothing was written"), inputs=inputs))
     except Exception as exc:  # noqa: BLE001 - whatever else stops the writing is a failure, not a decision
         return _Staged(Outcome(decision, inputs=inputs, failure=f"{_failure_text(decision.path, exc)}; "
                                                                 "nothing was written"))
+
+
+def _stage_stac_item(decision: Decision, ctx: WorkContext, staged: Sequence[Path], outputs: Sequence[FileDigest],
+                     inputs: Sequence[FileDigest], output_gsd_m: float | None, masked: float | None,
+                     source_href: str) -> Path:
+    """Write the product's STAC Item into the stage, beside its image, and return its path."""
+    from rspolicy.stac import ReleasedFile, item_path_for, stac_item, write_stac_item  # noqa: PLC0415
+
+    item = item_path_for(staged[0])
+    if os.path.lexists(item):
+        raise OutputError(f"{decision.path}: the product already has a file named {item.name}, where its STAC "
+                          "Item would go")
+    product = decision.product
+    main_label = product.label(0) if product is not None else decision.path
+    source = next((d for d in inputs if d.path == main_label), None)
+    degraded_cog = ctx.opts.output_format == "cog" and decision.action is not Action.ALLOW
+    document = stac_item(decision, [ReleasedFile(p, d) for p, d in zip(staged, outputs, strict=True)], item,
+                         output_gsd_m=output_gsd_m, source_href=source_href, source=source,
+                         masked_fraction=masked, cog=degraded_cog)
+    write_stac_item(document, item)
+    return item
 
 
 def _digests(files: Iterable[Path], label: Callable[[Path], str]) -> tuple[FileDigest, ...]:
@@ -834,7 +877,12 @@ def _prepare_product(item: FoundProduct, ctx: WorkContext) -> Prepared:
     rel = _rel_to(item.base)
     try:
         hashed = _digests(files, item.label)
-        key = batch_key(ctx.fingerprint, [(rel(f).as_posix(), d.sha256) for f, d in zip(files, hashed, strict=True)])
+        keyed = [(rel(f).as_posix(), d.sha256) for f, d in zip(files, hashed, strict=True)]
+        if item.files.claims:
+            # What a catalogue says about the files is part of the input: a changed claim is decided again.
+            keyed.append(("claims", _sha256_json([(e.fact.value, repr(e.value), e.source, e.field)
+                                                  for e in item.files.claims])))
+        key = batch_key(ctx.fingerprint, keyed)
     except (OSError, ValueError):
         hashed, key = (), ""  # unreadable: the read stage says why, and blocks
     bytes_in = sum(d.size for d in hashed)
@@ -853,7 +901,8 @@ def _prepare_product(item: FoundProduct, ctx: WorkContext) -> Prepared:
     except OSError as exc:
         return Prepared((_Staged(Outcome(decision, inputs=inputs, key=key, bytes_in=bytes_in,
                                          failure=f"{_failure_text(decision.path, exc)}; nothing was written")),))
-    staged = _stage_one(decision, ctx, stage, rel, inputs, lambda r: os.fspath(ctx.root / r), durable=True)
+    staged = _stage_one(decision, ctx, stage, rel, inputs, lambda r: os.fspath(ctx.root / r), durable=True,
+                        source_href=os.path.abspath(item.files.main))
     if not staged.moves:
         shutil.rmtree(stage, ignore_errors=True)
         stage = None  # type: ignore[assignment]
@@ -902,7 +951,8 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
                     continue
                 with tempfile.TemporaryDirectory(dir=stage) as member_stage:
                     staged = _stage_one(decision, ctx, Path(member_stage), _rel_to(root), inputs,
-                                        lambda r: f"{final}!{r.as_posix()}", durable=False)
+                                        lambda r: f"{final}!{r.as_posix()}", durable=False,
+                                        source_href=os.path.abspath(item.path))
                     outcome = staged.outcome
                     # _stage_one lists the moves and the outputs in the same order, one per staged file.
                     placed = list(zip(staged.moves, outcome.outputs, strict=True))

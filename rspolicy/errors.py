@@ -61,3 +61,7 @@ class ReportError(RSPolicyError, ValueError):
 
 class UnsupportedProductError(RSPolicyError, ValueError):
     """rspolicy cannot produce a compliant output for this product (e.g. degrading HDF5): it is blocked."""
+
+
+class StacError(RSPolicyError, ValueError):
+    """A STAC Item does not validate, or a STAC document cannot be used as input."""

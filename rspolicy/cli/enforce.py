@@ -169,6 +169,8 @@ def _row(outcome: Outcome, width: int) -> str:
 @click.option("--co", "creation_options", multiple=True, metavar="KEY=VALUE", callback=_creation_option,
               help="GDAL creation option for degraded images, e.g. COMPRESS=DEFLATE, ZLEVEL=1 (repeatable; "
                    "default: the source's compression).")
+@click.option("--stac", is_flag=True,
+              help="Write a STAC Item (NAME.stac.json) beside every released product, validated offline.")
 @click.option("--force", is_flag=True, help="Redo products an earlier run completed; replace existing outputs.")
 @click.option("--overwrite", "force_alias", is_flag=True, hidden=True)
 @jobs_option
@@ -185,11 +187,11 @@ def _row(outcome: Outcome, width: int) -> str:
 @log_options
 @click.pass_context
 def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, policy: Policy, output_format: str,
-                    creation_options: dict[str, str], force: bool, force_alias: bool, jobs: int,
+                    creation_options: dict[str, str], stac: bool, force: bool, force_alias: bool, jobs: int,
                     threads: int | None, scheduler: str | None, report_path: Path | None, quiet: bool,
                     as_json: bool, log_path: str | None, recipient: str | None, purpose: str | None,
                     approval: str | None, at: str | None, operator: str | None) -> None:
-    """Release, degrade or refuse every product under PATH... (files, folders, packages; - reads paths from stdin).
+    """Release, degrade or refuse every product under PATH... (files, folders, packages, STAC Items; - reads stdin).
 
     Each product is decided once however many of its files are named, and
     ends in one outcome: released, degraded, blocked (the policy said so),
@@ -214,7 +216,7 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     cores = os.cpu_count() or 1
     opts = EnforceOptions(outdir=outdir, policy=policy, output_format="cog" if output_format == "cog" else "gtiff",
                           force=force or force_alias, threads=threads or max(1, cores // jobs), jobs=jobs,
-                          creation_options=creation_options, request=request,
+                          creation_options=creation_options, request=request, stac=stac,
                           resume_scope=resume_scope(policy, request, explicit_time=at is not None))
     if report_path is not None and report_path.suffix.lower() not in REPORT_FORMATS:
         raise BatchUsageError(f"--report {report_path}: the report is FILE.json or FILE.csv")

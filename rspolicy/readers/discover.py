@@ -118,11 +118,16 @@ class Skipped:
 
 @dataclass(frozen=True)
 class ProductFiles:
-    """The files of one product before they are read."""
+    """The files of one product before they are read.
+
+    ``claims`` is evidence given with the files rather than read from them
+    (what a STAC Item naming them says): it joins the product's evidence.
+    """
 
     display: str
     main: Path
     sidecars: tuple[Path, ...]
+    claims: tuple[Evidence, ...] = ()
 
 
 def _lower(path: Path) -> str:
@@ -288,7 +293,8 @@ def _claimed_kind(sidecar: Path) -> CompanionKind:
 def read_product_here(files: ProductFiles, labels: Mapping[Path, str]) -> ProductEvidence:
     """:func:`read_product` in the calling process (see :func:`_read_product_here`)."""
     with parsing_once():
-        return _read_product_here(files, labels)
+        product = _read_product_here(files, labels)
+    return replace(product, evidence=(*product.evidence, *files.claims)) if files.claims else product
 
 
 def _read_product_here(files: ProductFiles, labels: Mapping[Path, str]) -> ProductEvidence:
@@ -578,11 +584,22 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundProduct |
         elif is_package(path):
             if first_time(path):
                 yield FoundPackage(path, display, _dest(root, path))
+        elif _is_stac(path):
+            if first_time(path):
+                from rspolicy.stac.inputs import stac_inputs  # noqa: PLC0415 - circular: it discovers its assets
+
+                yield from stac_inputs(path, display)
         else:
             for item in _from_single_file(path, display, root, folders):
                 if isinstance(item, FoundProduct) and not first_time(item.files.main):
                     continue
                 yield item
+
+
+def _is_stac(path: Path) -> bool:
+    from rspolicy.stac.inputs import is_stac_document  # noqa: PLC0415 - circular: it discovers its assets
+
+    return is_stac_document(path)
 
 
 def _dest(root: Path, package: Path) -> PurePath:
