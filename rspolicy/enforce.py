@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
 from typing import Any, Literal
@@ -872,17 +872,20 @@ def _completed(ctx: WorkContext, key: str, path: str, bytes_in: int = 0) -> tupl
                          bytes_in=share) for member, p in done.items())
 
 
+def _claims_keyed(claims: Sequence[Evidence]) -> list[tuple[str, str]]:
+    """What a catalogue says about the files, as part of the batch key: a changed claim is decided again."""
+    if not claims:
+        return []
+    return [("claims", _sha256_json([(e.fact.value, repr(e.value), e.source, e.field) for e in claims]))]
+
+
 def _prepare_product(item: FoundProduct, ctx: WorkContext) -> Prepared:
     files = (item.files.main, *item.files.sidecars)
     rel = _rel_to(item.base)
     try:
         hashed = _digests(files, item.label)
         keyed = [(rel(f).as_posix(), d.sha256) for f, d in zip(files, hashed, strict=True)]
-        if item.files.claims:
-            # What a catalogue says about the files is part of the input: a changed claim is decided again.
-            keyed.append(("claims", _sha256_json([(e.fact.value, repr(e.value), e.source, e.field)
-                                                  for e in item.files.claims])))
-        key = batch_key(ctx.fingerprint, keyed)
+        key = batch_key(ctx.fingerprint, [*keyed, *_claims_keyed(item.files.claims)])
     except (OSError, ValueError):
         hashed, key = (), ""  # unreadable: the read stage says why, and blocks
     bytes_in = sum(d.size for d in hashed)
@@ -916,7 +919,8 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
     opts = ctx.opts
     try:
         package_digest = _digests([item.path], lambda _p: item.display)
-        key = batch_key(ctx.fingerprint, [(item.dest.as_posix(), package_digest[0].sha256)])
+        key = batch_key(ctx.fingerprint, [(item.dest.as_posix(), package_digest[0].sha256),
+                                          *_claims_keyed(item.claims)])
     except (OSError, ValueError, IndexError):
         package_digest, key = (), ""
     bytes_in = sum(d.size for d in package_digest)
@@ -942,7 +946,8 @@ def _prepare_package(item: FoundPackage, ctx: WorkContext) -> Prepared:
             kept: dict[PurePath, str] = {}
             outcomes: list[Outcome] = []
             for files in products:
-                decision = decide(read_product(files, label), opts.policy, opts.request)
+                decision = decide(read_product(replace(files, claims=item.claims), label), opts.policy,
+                                  opts.request)
                 product = decision.product
                 # A member's record names its own files as ``package!member`` (as screen's does), not the package.
                 inputs = _digests(product.files, label) if product is not None else package_digest

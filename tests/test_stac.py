@@ -365,3 +365,33 @@ def test_enforce_takes_an_item_collection_and_a_changed_claim_is_decided_again(t
     # Decided again (not skipped): the catalogue's 0.3 m now degrades, and the earlier output is in the way.
     assert "DEGRADED" in changed.output or "FAILED" in changed.output, changed.output
     assert "1 skipped" not in changed.output
+
+
+def test_claims_reach_products_in_a_named_folder_and_inside_a_named_package(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "scenes"
+    image = _copy_product(PAN1, folder)
+    package = next(SAMPLE_DATA.glob("*.tar.gz"))
+    shutil.copy2(package, tmp_path / "data" / package.name)
+    collection = _collection(tmp_path, [_feature("folder", {"all": "data/scenes"}, gsd=0.3),
+                                        _feature("package", {"pkg": "data/" + package.name}, gsd=0.25)])
+    decisions = {Path(d["path"].split("!")[-1]).name: d for d in _screen(collection)}
+    assert decisions[image.name]["gsd_m"] == pytest.approx(0.3)
+    members = [d for name, d in decisions.items() if name != image.name]
+    assert members
+    for member in members:
+        assert member["gsd_m"] == pytest.approx(0.25)
+        assert member["action"] in ("resample", "block")
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    result = CliRunner().invoke(cli, ["enforce", str(collection), "-o", str(out), "--log", str(log), "--json",
+                                      "-q"])
+    assert "Traceback" not in result.output
+    enforced = [r for r in _records(log) if r.get("event") is None and r.get("decision_id")]
+    assert {r["result"]["gsd_m"] for r in enforced} == {0.3, 0.25}
+
+
+def test_a_json_object_that_is_not_stac_is_blocked_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps({"satellite": "GF2", "padding": "x" * 10000, "stac_version": "1.1.0"}))
+    (decision,) = _screen(path)
+    assert decision["action"] == "block"
+    assert "not a STAC Item or ItemCollection" in decision["reasons"][0]

@@ -491,11 +491,16 @@ class FoundProduct:
 
 @dataclass(frozen=True)
 class FoundPackage:
-    """A delivery package found on disk, and the name its output takes relative to OUTDIR."""
+    """A delivery package found on disk, and the name its output takes relative to OUTDIR.
+
+    ``claims`` is evidence given with the package (what a STAC Item naming it says): it joins
+    the evidence of every product inside.
+    """
 
     path: Path
     display: str
     dest: PurePath
+    claims: tuple[Evidence, ...] = ()
 
 
 def mirror_root(paths: Sequence[str | os.PathLike[str]]) -> Path:
@@ -642,7 +647,7 @@ def iter_products(paths: Iterable[str | os.PathLike[str]], *, jobs: int = 1) -> 
             if isinstance(unit, list):
                 yield from read_products(unit)
             elif isinstance(unit, FoundPackage):
-                yield from _from_package(unit.path, unit.display)
+                yield from _from_package(unit.path, unit.display, unit.claims)
             else:
                 yield unit
         return
@@ -701,7 +706,7 @@ def _read_ahead(units: Iterator[list[FoundProduct] | FoundPackage | ProductEvide
             if isinstance(unit, FoundPackage):
                 while pending:
                     yield from oldest()
-                yield from _from_package(unit.path, unit.display)
+                yield from _from_package(unit.path, unit.display, unit.claims)
                 continue
             pending.append(pool.submit(read, unit) if isinstance(unit, list) else unit)
             # Bounded read-ahead: enough to keep every lane busy while the consumer works on the oldest.
@@ -717,7 +722,7 @@ def _read_ahead(units: Iterator[list[FoundProduct] | FoundPackage | ProductEvide
         pool.shutdown(wait=True)
 
 
-def _from_package(path: Path, display: str) -> Iterator[ProductEvidence | Skipped]:
+def _from_package(path: Path, display: str, claims: tuple[Evidence, ...] = ()) -> Iterator[ProductEvidence | Skipped]:
     try:
         with opened_package(path) as (root, members):
             def label(p: Path) -> str:
@@ -730,7 +735,7 @@ def _from_package(path: Path, display: str) -> Iterator[ProductEvidence | Skippe
             if not products:
                 yield unreadable(display, "package holds no product image")
             for product in products:
-                yield read_product(product, label)
+                yield read_product(replace(product, claims=claims), label)
             yield from skipped
     except ProductReadError as exc:
         yield unreadable(display, exc.problem, path)

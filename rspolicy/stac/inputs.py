@@ -49,7 +49,7 @@ _BAND_LISTS = ("bands", "raster:bands", "eo:bands")
 
 
 def is_stac_document(path: Path) -> bool:
-    """Whether a named file is a STAC Item or ItemCollection (by name and first bytes; nothing else is read).
+    """Whether a named file is to be read as a STAC document: a ``.json``/``.geojson`` file holding an object.
 
     >>> is_stac_document(Path("no-such.json"))
     False
@@ -61,7 +61,8 @@ def is_stac_document(path: Path) -> bool:
             head = fh.read(4096)
     except OSError:
         return False
-    return head.lstrip().startswith(b"{") and (b'"stac_version"' in head or b'"FeatureCollection"' in head)
+    # Any JSON object: one that is not STAC is refused as such (blocked, with its reason), not passed over.
+    return head.lstrip().startswith(b"{")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -192,9 +193,23 @@ def stac_inputs(path: Path, display: str) -> Iterator[FoundProduct | FoundPackag
             claims.setdefault(resolved, []).extend(said)
     for found in discover(files):
         if isinstance(found, FoundProduct):
-            members = (found.files.main, *found.files.sidecars)
-            evidence = tuple(dict.fromkeys(e for f in members for e in claims.get(Path(os.path.abspath(f)), ())))
+            evidence = _said_about((found.files.main, *found.files.sidecars), claims)
             if evidence:
                 yield replace(found, files=replace(found.files, claims=(*found.files.claims, *evidence)))
                 continue
+        elif isinstance(found, FoundPackage):
+            evidence = _said_about((found.path,), claims)
+            if evidence:
+                yield replace(found, claims=(*found.claims, *evidence))
+                continue
         yield found
+
+
+def _said_about(files: tuple[Path, ...], claims: Mapping[Path, list[Evidence]]) -> tuple[Evidence, ...]:
+    """The claims of every Item naming one of the files, or a folder holding it."""
+    said: dict[Evidence, None] = {}
+    for f in files:
+        path = Path(os.path.abspath(f))
+        for named in (path, *path.parents):
+            said.update(dict.fromkeys(claims.get(named, ())))
+    return tuple(said)
