@@ -137,6 +137,7 @@ import rfc8785
 import rspolicy
 from rspolicy.config import Config, ConfigError, default_log_path, load_config
 from rspolicy.errors import AuditLogError
+from rspolicy.safeio import open_regular
 
 __all__ = [
     "ALG_HMAC",
@@ -741,7 +742,7 @@ def _snapshot(files: Sequence[Path]) -> Iterator[list[tuple[Path, IO[bytes] | OS
         with _shared_lock({_base_of(f) for f in files}):
             for f in files:
                 try:
-                    fh = f.open("rb")
+                    fh = open_regular(f)
                 except OSError as exc:
                     opened.append((f, exc, 0))
                     continue
@@ -1103,11 +1104,8 @@ def _tail(fd: int, size: int) -> tuple[bytes | None, int]:
 
 def _last_line(path: Path) -> bytes | None:
     """The last complete line of a log file, or None when it has none."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        last, _ = _tail(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
+    with open_regular(path) as fh:
+        last, _ = _tail(fh.fileno(), os.fstat(fh.fileno()).st_size)
     return last
 
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rspolicy.errors import RSPolicyError
+from rspolicy.safeio import read_regular
 
 __all__ = [
     "CONFIG_KEYS",
@@ -274,8 +275,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
     """
     source = Path(path) if path is not None else config_path(environ)
     try:
-        with source.open("rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        raw = read_regular(source, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         return Config()
     except OSError as exc:

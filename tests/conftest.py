@@ -13,6 +13,11 @@ from rspolicy.model import Evidence, Fact
 
 # scripts/mutation.py: a failing example only has to fail, not be shrunk to the smallest one.
 settings.register_profile("mutation", phases=(Phase.explicit, Phase.reuse, Phase.generate), deadline=None)
+# No per-example deadline: it is a timed assertion, which fails a loaded machine rather than a defect
+# (speed is measured in benchmarks/).
+settings.register_profile("rspolicy", deadline=None)
+if settings.get_current_profile_name() == "default":  # --hypothesis-profile=NAME (mutation runs) keeps its own
+    settings.load_profile("rspolicy")
 
 #: Environment variables that tell rspolicy where the user's config file and audit log are, or how to key it.
 #: Every test runs with these pointing into its own ``tmp_path`` (or unset): see :func:`_private_home`.

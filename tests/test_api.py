@@ -121,3 +121,21 @@ def test_library_errors_are_rspolicy_errors_mixed_with_builtins(tmp_path: Path) 
     with pytest.raises(AuditLogError) as no_log:
         rspolicy.enforce_products(PAN03, tmp_path / "out3", log=blocker / "sub" / "log.jsonl")
     assert isinstance(no_log.value, OSError) and "cannot open the audit log" in str(no_log.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_log_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    """A FIFO would block the open and /dev/zero never ends: both are refused before a byte is read."""
+    if kind == "fifo":
+        log = tmp_path / "log.jsonl"
+        os.mkfifo(log)
+    else:
+        log = Path("/dev/zero")
+    with pytest.raises(AuditLogError, match="not a regular file") as refused:
+        rspolicy.enforce_products(PAN03, tmp_path / "out", log=log)
+    assert isinstance(refused.value, OSError)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.tif*"))
+    with pytest.raises(AuditLogError, match="not a regular file"):
+        rspolicy.screen_products(PAN03, log=log)
+    verified = CliRunner().invoke(cli, ["log", "verify", str(log)])
+    assert verified.exit_code == 1 and "not a regular file" in verified.output

@@ -1058,9 +1058,8 @@ def test_a_read_error_is_named_at_the_line_that_could_not_be_read(tmp_path: Path
                     raise OSError(errno.EIO, os.strerror(errno.EIO))
                 yield raw
 
-    real_open = Path.open
-    monkeypatch.setattr(Path, "open", lambda self, *a, **k: FailingDisk(real_open(self, *a, **k))
-                        if self == path else real_open(self, *a, **k))
+    real_open = audit.open_regular
+    monkeypatch.setattr(audit, "open_regular", lambda p: FailingDisk(real_open(p)) if p == path else real_open(p))
     result = verify([path])
     assert result.problem == audit.Problem("unreadable", path, 3, os.strerror(errno.EIO))
     assert (result.records, result.head) == (2, recs[1]["hash"])

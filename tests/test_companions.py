@@ -516,7 +516,7 @@ def _assert_sound(result: object) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
-@settings(max_examples=120, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                     HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_files_never_raise_anything_else(name: str, data: st.DataObject) -> None:

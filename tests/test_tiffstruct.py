@@ -364,7 +364,7 @@ def _seed_tiff() -> bytes:
 SEED = _seed_tiff()
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     edits=st.lists(st.tuples(st.integers(0, len(SEED) - 1), st.integers(0, 255)), min_size=1, max_size=12),
     cut=st.one_of(st.none(), st.integers(0, len(SEED))),

@@ -45,6 +45,7 @@ from rspolicy.policy.conditions import (
 from rspolicy.policy.facts import ProductFacts, normalise_name
 from rspolicy.policy.resampling import Resampling
 from rspolicy.policy.zones import Zone, load_zone, one_line
+from rspolicy.safeio import read_regular
 
 SCHEMA = "rspolicy-policy/2"
 DEFAULT_POLICY = "cnsa-2022"
@@ -384,8 +385,7 @@ _one_line = one_line
 def read_toml(path: Path, what: str = "policy", limit: int = MAX_POLICY_BYTES) -> tuple[bytes, str, dict[str, Any]]:
     """A TOML file's bytes, text and document, with one-line errors naming the file."""
     try:
-        with path.open("rb") as stream:
-            raw = stream.read(limit + 1)
+        raw = read_regular(path, limit)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
     if len(raw) > limit:

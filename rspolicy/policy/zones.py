@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rspolicy.safeio import read_regular
+
 #: A zone file larger than this is refused (a detailed country outline is well under it).
 MAX_ZONE_BYTES = 16 * 1024 * 1024
 
@@ -77,8 +79,7 @@ def load_zone(name: str, spec: Mapping[str, Any], policy_path: Path, fail: Fail)
     if file.exists() and not file.is_file():
         fail(where, f"{file}: not a regular file")
     try:
-        with file.open("rb") as stream:
-            data = stream.read(MAX_ZONE_BYTES + 1)
+        data = read_regular(file, MAX_ZONE_BYTES)
     except OSError as exc:
         fail(where, f"{file}: cannot read the zone file ({exc.strerror or exc})")
         raise

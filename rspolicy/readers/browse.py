@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 from rspolicy.errors import ProductReadError
+from rspolicy.safeio import open_regular
 
 #: Bytes read at most: a JPEG's frame header may follow metadata segments.
 _MAX_HEADER_BYTES = 4 * 1024 * 1024
@@ -38,7 +39,7 @@ def browse_size(path: Path) -> tuple[int, int]:
     (640, 480)
     """
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(_MAX_HEADER_BYTES)
     except OSError as exc:
         raise ProductReadError(path, f"cannot read browse image ({exc.strerror or exc})") from exc

@@ -187,7 +187,9 @@ def group_files(files: Sequence[Path], label: Callable[[Path], str]) -> tuple[li
             key = _gf3_key(f.name)
             if key:
                 index.setdefault(key, []).append(f)
-        for main in (f for f in siblings if _is_image(f)):
+        # A FIFO or device named like an image is never opened as one; named like a companion, it is
+        # grouped with its image, whose reading then refuses it (hidden evidence blocks).
+        for main in (f for f in siblings if _is_image(f) and special_file_kind(f) is None):
             stem = product_stem(main.name).lower()
             candidates = {*index.get(stem, ()), *index.get(f"{stem}_rpc", ()), *index.get(f"{stem}.aux", ()),
                           *index.get(_lower(main), ()), *index.get(f"{_lower(main)}.aux", ()),
@@ -201,6 +203,9 @@ def group_files(files: Sequence[Path], label: Callable[[Path], str]) -> tuple[li
 
 
 def _skip_reason(path: Path) -> str:
+    special = special_file_kind(path)
+    if special is not None:
+        return f"{special}: never opened"
     name = _lower(path)
     if name.endswith(".aux.xml"):
         return "GDAL auxiliary file, not a product"
@@ -324,6 +329,10 @@ def _read_product_here(files: ProductFiles, labels: Mapping[Path, str]) -> Produ
 
         try:
             special = special_file_kind(sidecar)
+            if special is not None and kind is not CompanionKind.OTHER:
+                # A companion of a kind that carries evidence, made unreadable: hiding evidence must not help.
+                raise ProductReadError(sidecar, f"{special}: never opened, and as a {kind.value} it would be "
+                                                "evidence about the product")
             if special is not None:
                 hold(f"{special}: never opened")
             elif kind is CompanionKind.XML_SIDECAR:
@@ -437,7 +446,7 @@ def unreadable(display: str, problem: str, path: Path | None = None) -> ProductE
 
 
 def walk_with_skips(directory: Path) -> tuple[list[Path], list[Skipped]]:
-    """Regular files below a directory, and what was passed over and why.
+    """Files below a directory (special files included: grouping never opens them), and what was passed over.
 
     Symbolic links to folders are not followed (a link loop would never end);
     links to regular files are.
@@ -461,11 +470,9 @@ def walk_with_skips(directory: Path) -> tuple[list[Path], list[Skipped]]:
                                                            "folder was not walked"))
                 dirs.clear()
                 break
-            kind = special_file_kind(path)
-            if kind is None:
-                found.append(path)
-            else:
-                skipped.append(Skipped(display_name(path), f"{kind}: never opened"))
+            # Special files too: one named like a product's companion must reach that product (and block it);
+            # grouping never opens one, and passes over the rest with the reason.
+            found.append(path)
     return found, skipped
 
 
@@ -750,7 +757,8 @@ class _FolderGroups:
 
     @classmethod
     def of(cls, folder: Path, named: Path) -> _FolderGroups:
-        siblings = [f for f in folder.iterdir() if special_file_kind(f) is None] if folder.is_dir() else [named]
+        siblings = [f for f in folder.iterdir() if special_file_kind(f) != "a directory"] if folder.is_dir() \
+            else [named]
         products, _ = group_files(siblings, display_name)
         by_sidecar: dict[Path, list[ProductFiles]] = {}
         for product in products:

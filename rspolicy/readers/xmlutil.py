@@ -36,6 +36,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, ParseError
 
 from rspolicy.errors import ProductReadError
+from rspolicy.safeio import open_regular
 
 #: Sidecars larger than this are not sidecars (a full GF-3 meta.xml is ~0.2 MB,
 #: a GF-2 sidecar ~4 kB): anything past it is room for a payload to ride out in.
@@ -159,7 +160,7 @@ def parse_xml(path: Path) -> Element:
     """
     parsed = _PARSED.get()
     try:
-        with path.open("rb") as stream:
+        with open_regular(path) as stream:
             status = os.fstat(stream.fileno())
             identity = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
             known = parsed.get(os.fspath(path)) if parsed is not None else None

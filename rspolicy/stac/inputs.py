@@ -36,6 +36,7 @@ from rspolicy.readers.discover import (
     display_name,
     unreadable,
 )
+from rspolicy.safeio import open_regular, read_regular
 
 #: The largest STAC document read (a catalogue of tens of thousands of Items fits).
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
@@ -57,7 +58,7 @@ def is_stac_document(path: Path) -> bool:
     if path.suffix.lower() not in (".json", ".geojson") or not path.is_file():
         return False
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(4096)
     except OSError:
         return False
@@ -71,7 +72,11 @@ def _load(path: Path) -> dict[str, Any]:
         if size > MAX_DOCUMENT_BYTES:
             raise StacError(f"{display_name(path)}: {size} bytes is more than a STAC document may hold here "
                             f"({MAX_DOCUMENT_BYTES})")
-        document = json.loads(path.read_bytes())
+        raw = read_regular(path, MAX_DOCUMENT_BYTES)
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise StacError(f"{display_name(path)}: more than {MAX_DOCUMENT_BYTES} bytes, more than a STAC "
+                            "document may hold here")
+        document = json.loads(raw)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise StacError(f"{display_name(path)}: not readable as JSON ({exc})") from exc
     if not isinstance(document, dict) or document.get("type") not in ("Feature", "FeatureCollection"):
