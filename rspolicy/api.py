@@ -164,6 +164,24 @@ def enforce_products(paths: PathsLike, outdir: str | os.PathLike[str],
         The output folder cannot be created or used.
     AuditLogError
         The audit log cannot be opened or written (the run stops).
+
+    Examples
+    --------
+    A 0.3 m panchromatic scene leaves degraded to 0.5 m, with its STAC Item:
+
+    >>> import rspolicy, tempfile, numpy as np, rasterio
+    >>> from pathlib import Path
+    >>> from rasterio.transform import from_origin
+    >>> work = Path(tempfile.mkdtemp())
+    >>> (work / "in").mkdir()
+    >>> with rasterio.open(work / "in" / "scene-PAN.tif", "w", driver="GTiff", width=64, height=64, count=1,
+    ...                    dtype="uint16", crs="EPSG:32650", transform=from_origin(448000, 4417000, 0.3, 0.3)) as d:
+    ...     d.write(np.ones((1, 64, 64), "uint16"))
+    >>> (outcome,) = rspolicy.enforce_products(work / "in", work / "out", log=work / "decisions.jsonl", stac=True)
+    >>> outcome.result.value, outcome.decision.target_gsd_m, outcome.output_gsd_m
+    ('degraded', 0.5, 0.5)
+    >>> sorted(Path(f.path).name for f in outcome.outputs)
+    ['scene-PAN.stac.json', 'scene-PAN.tif']
     """
     loaded = _policy(policy)
     request = request_from(recipient, purpose, approval, at)

@@ -415,6 +415,16 @@ def load_policy(name_or_path: str | os.PathLike[str] | None = None) -> Policy:
         One line with the file, the line and the key of the first problem:
         the file is missing, larger than :data:`MAX_POLICY_BYTES`, not TOML,
         or does not validate (see :func:`check_policy` for all problems).
+
+    Examples
+    --------
+    >>> policy = load_policy("cnsa-2022")
+    >>> policy.ref.name, policy.ref.version
+    ('cnsa-2022', '2022.2')
+    >>> load_policy("no-such-policy")
+    Traceback (most recent call last):
+    ...
+    rspolicy.errors.PolicyError: no policy named 'no-such-policy' (known: cnsa-2022, de-satdsiv, in-rsdp-2011, jp-rsra, us-kyl-bingaman)
     """
     problems, policy = _load(find_policy_file(name_or_path))
     if policy is None:
