@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import shutil
 import socket
 import tarfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +103,7 @@ def test_the_items_validate_offline_and_describe_the_files_and_the_decision(stac
         # Every asset is a file that left, with its size and checksum; the image carries the output's pixel size.
         recorded = {Path(f["path"]).resolve(): f for f in record["output"]["files"]}
         for key, asset in item["assets"].items():
-            path = (item_file.parent / asset["href"]).resolve()
+            path = (item_file.parent / urllib.parse.unquote(asset["href"])).resolve()
             assert path in recorded, (key, path)
             assert asset["file:checksum"] == "1220" + _sha(path) == "1220" + recorded[path]["sha256"]
             assert asset["file:size"] == path.stat().st_size
@@ -113,7 +115,8 @@ def test_the_items_validate_offline_and_describe_the_files_and_the_decision(stac
         assert props["processing:software"]["rspolicy"] == rspolicy.__version__
         assert record["decision_id"] in props["processing:lineage"]
         (source,) = [link for link in item["links"] if link["rel"] == "derived_from"]
-        source_path = Path(source["href"])
+        assert source["href"].startswith("file:///")
+        source_path = Path(urllib.parse.unquote(source["href"][len("file://"):]))
         assert source_path.is_absolute() and source_path.is_file()
         assert source["file:checksum"] == "1220" + _sha(source_path)
         seen += 1
@@ -168,7 +171,7 @@ def test_members_of_a_package_get_their_item_inside_the_output_package(stac_batc
             item = json.loads(member.read())
             validate_item(item, name)
             for asset in item["assets"].values():
-                inside = str(Path(name).parent / asset["href"]).replace("/./", "/")
+                inside = str(Path(name).parent / urllib.parse.unquote(asset["href"])).replace("/./", "/")
                 assert inside in names, inside
 
 
@@ -395,3 +398,41 @@ def test_a_json_object_that_is_not_stac_is_blocked_as_such(tmp_path: Path) -> No
     (decision,) = _screen(path)
     assert decision["action"] == "block"
     assert "not a STAC Item or ItemCollection" in decision["reasons"][0]
+
+
+def test_names_with_spaces_hashes_and_bytes_that_are_not_utf8_round_trip(tmp_path: Path) -> None:
+    """Hrefs are percent-encoded from the name's bytes; the Item written is itself usable as input."""
+    scene = tmp_path / "in"
+    scene.mkdir()
+    odd = os.fsdecode(b"scene #1 \xff")
+    for f in PAN03.iterdir():
+        shutil.copy2(f, scene / f.name.replace("SVN1-01_20230315_L2A0001234567_1112300000001", odd))
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    result = CliRunner().invoke(cli, ["enforce", str(scene), "-o", str(out), "--stac", "--log", str(log)])
+    assert result.exit_code == 0, result.output
+    (item_file,) = out.glob("*" + STAC_ITEM_SUFFIX)
+    item = json.loads(item_file.read_text(encoding="utf-8"))
+    validate_item(item)
+    assert item["assets"]["data"]["href"] == "./scene%20%231%20%FF-PAN.tiff"
+    assert item["id"] == "scene #1 \\xff-PAN"
+    # The Item names what left: screened as input, the degraded image is found and allowed at 0.5 m.
+    (decision,) = _screen(item_file)
+    assert decision["action"] == "allow" and decision["gsd_m"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("said", "gsd", "action"), [
+    ({"gsd": 0.3}, 0.3, "resample"),  # gsd alone: the pixel size
+    ({"gsd": 0.3, "raster:spatial_resolution": 0.3}, 0.3, "resample"),
+    ({"gsd": 0.3, "raster:spatial_resolution": 0.5}, 0.5, "allow"),  # the sensor's gsd beside a pixel size
+    ({"gsd": 0.1, "raster:spatial_resolution": 0.9}, 0.81, "allow"),  # the file's own 0.81 m is finer
+])
+def test_gsd_is_the_sensors_when_the_item_gives_a_pixel_size(tmp_path: Path, said: dict[str, float], gsd: float,
+                                                             action: str) -> None:
+    image = _copy_product(PAN1, tmp_path / "data")
+    feature = _feature("pan", {"image": "data/" + image.name}, gsd=said["gsd"])
+    if "raster:spatial_resolution" in said:
+        feature["assets"]["image"]["raster:spatial_resolution"] = said["raster:spatial_resolution"]
+    (decision,) = _screen(_collection(tmp_path, [feature]))
+    assert decision["gsd_m"] == pytest.approx(gsd, abs=0.01)
+    assert decision["action"] == action
+    assert any(e["field"] == "gsd" for e in decision["evidence"])  # shown either way

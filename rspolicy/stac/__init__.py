@@ -35,6 +35,7 @@ import functools
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from typing import Any
 from rspolicy.errors import StacError
 from rspolicy.model import Action, Decision, Fact, ProductClass
 from rspolicy.policy.facts import parse_time
+from rspolicy.readers.discover import display_name
 from rspolicy.readers.filename import product_stem
 from rspolicy.results import FileDigest
 
@@ -261,7 +263,8 @@ def stac_item(decision: Decision, files: Sequence[ReleasedFile], item_path: Path
     output_gsd_m
         The output's pixel size, as its re-screen measured it.
     source_href, source
-        The source product's main file (the ``derived_from`` link) and its digest.
+        The source product's main file, an absolute path (the ``derived_from`` link, as a ``file:`` URI),
+        and its digest.
     masked_fraction
         For a masked product, the share of pixels set to nodata.
     cog
@@ -314,7 +317,8 @@ def stac_item(decision: Decision, files: Sequence[ReleasedFile], item_path: Path
         properties.update(sar)
         extensions.append(EXTENSIONS["sar"])
     moment = parse_time(times["datetime"]) if times["datetime"] else None
-    item = pystac.Item(id=product_stem(files[0].path.name), geometry=geometry, bbox=bbox, datetime=moment,
+    item = pystac.Item(id=display_name(product_stem(files[0].path.name)), geometry=geometry, bbox=bbox,
+                       datetime=moment,
                        properties=properties, stac_extensions=extensions)
     folder = item_path.parent
     taken: set[str] = set()
@@ -329,15 +333,17 @@ def stac_item(decision: Decision, files: Sequence[ReleasedFile], item_path: Path
             if (bands := _band_names(decision)) is not None:
                 extra["bands"] = bands
                 item.stac_extensions.append(EXTENSIONS["eo"])
-        href = "./" + Path(os.path.relpath(released.path, folder)).as_posix()
+        # A relative URI reference: percent-encoded from the name's bytes, so spaces, '#' and names that are
+        # not UTF-8 survive (rspolicy's STAC input decodes them back).
+        href = "./" + urllib.parse.quote(os.fsencode(Path(os.path.relpath(released.path, folder)).as_posix()))
         roles = ["data"] if index == 0 else ["metadata"]
-        key = _asset_key("data" if index == 0 else released.path.name, taken)
+        key = _asset_key("data" if index == 0 else display_name(released.path.name), taken)
         item.add_asset(key, pystac.Asset(href=href, media_type=_media_type(released.path, cog and index == 0),
                                          roles=roles, extra_fields=extra))
     link_fields: dict[str, Any] = {}
     if source is not None:
         link_fields = {"file:checksum": multihash_sha256(source.sha256), "file:size": source.size}
-    item.add_link(pystac.Link(rel="derived_from", target=source_href, title=decision.path,
+    item.add_link(pystac.Link(rel="derived_from", target=Path(source_href).as_uri(), title=decision.path,
                               extra_fields=link_fields))
     document = item.to_dict(include_self_link=False, transform_hrefs=False)
     validate_item(document, item_path)

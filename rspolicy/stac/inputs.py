@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from rspolicy.readers.discover import (
     display_name,
     unreadable,
 )
+from rspolicy.resolution import is_length
 from rspolicy.safeio import open_regular, read_regular
 
 #: The largest STAC document read (a catalogue of tens of thousands of Items fits).
@@ -45,6 +45,9 @@ MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 _GSD_FIELDS = {"gsd": Fact.GSD, "raster:spatial_resolution": Fact.GSD, "spatial_resolution": Fact.GSD,
                "sar:pixel_spacing_range": Fact.GSD, "sar:pixel_spacing_azimuth": Fact.GSD,
                "sar:resolution_range": Fact.NOMINAL_RESOLUTION, "sar:resolution_azimuth": Fact.NOMINAL_RESOLUTION}
+#: Fields that give the pixel size itself (not the sensor's ground sample distance).
+_PIXEL_SIZE_FIELDS = ("raster:spatial_resolution", "spatial_resolution", "sar:pixel_spacing_range",
+                      "sar:pixel_spacing_azimuth")
 _TIME_FIELDS = ("datetime", "start_datetime", "end_datetime")
 _BAND_LISTS = ("bands", "raster:bands", "eo:bands")
 
@@ -98,11 +101,17 @@ def local_path(href: object, base: Path) -> Path | None:
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             return None
-        return Path(urllib.request.url2pathname(parts.path))
-    if parts.scheme:
+        return Path(os.fsdecode(urllib.parse.unquote_to_bytes(parts.path)))
+    if parts.scheme and len(parts.scheme) > 1:  # one letter would be a drive, not a scheme
         return None
+    # A relative href is a URI reference (percent-encoded, as rspolicy writes them); many catalogues write
+    # plain paths instead: the plain reading wins when it names a file.
     path = Path(href)
-    return path if path.is_absolute() else Path(os.path.normpath(base / path))
+    candidates = [path]
+    if "%" in href:
+        candidates.append(Path(os.fsdecode(urllib.parse.unquote_to_bytes(href))))
+    resolved = [c if c.is_absolute() else Path(os.path.normpath(base / c)) for c in candidates]
+    return next((r for r in resolved if os.path.lexists(r)), resolved[-1])
 
 
 def _scalar(value: object) -> str | int | float | bool | None:
@@ -128,13 +137,32 @@ def _claims_in(holder: Mapping[str, Any], where: str, out: list[Evidence], *, le
 def item_claims(item: Mapping[str, Any], where: str) -> tuple[Evidence, ...]:
     """What a STAC Item says about its products, as evidence.
 
+    Pixel sizes (``raster:spatial_resolution``, ``raster:bands[].spatial_resolution``, SAR pixel
+    spacings) and resolutions are measured against the limits, the finest winning. ``gsd`` is
+    too, unless the Item also gives a pixel size: then it is the sensor's (an Item of a degraded
+    product says both), and only shown.
+
     Examples
     --------
-    >>> claims = item_claims({"properties": {"gsd": 0.3, "platform": "gf-2"},
-    ...                       "assets": {"a": {"raster:bands": [{"spatial_resolution": 0.25}]}}}, "c.json#x")
+    >>> claims = item_claims({"properties": {"gsd": 0.3, "platform": "gf-2"}, "assets": {"a": {}}}, "c.json#x")
     >>> [(c.fact.value, c.value) for c in claims]
-    [('gsd_m', 0.3), ('satellite', 'gf-2'), ('gsd_m', 0.25)]
+    [('gsd_m', 0.3), ('satellite', 'gf-2')]
+    >>> claims = item_claims({"properties": {"gsd": 0.3},
+    ...                       "assets": {"a": {"raster:spatial_resolution": 0.5}}}, "c.json#x")
+    >>> [(c.fact.value, c.value) for c in claims]
+    [('info', 0.3), ('gsd_m', 0.5)]
     """
+    out = _item_claims(item, where)
+    if any(e.field in _PIXEL_SIZE_FIELDS and is_length(e.value) for e in out):
+        # The Item gives its pixel size: its ``gsd`` is then the sensor's (as rspolicy writes Items of degraded
+        # products), shown but not measured against the limit. An unusable gsd still blocks.
+        out = [Evidence(Fact.INFO, e.value, e.source, e.field, "the sensor's ground sample distance, as the STAC "
+                        "Item states it beside a pixel size") if e.field == "gsd" and is_length(e.value) else e
+               for e in out]
+    return tuple(out)
+
+
+def _item_claims(item: Mapping[str, Any], where: str) -> list[Evidence]:
     out: list[Evidence] = []
     properties = item.get("properties")
     if isinstance(properties, Mapping):
@@ -153,7 +181,7 @@ def item_claims(item: Mapping[str, Any], where: str) -> tuple[Evidence, ...]:
         for key, asset in assets.items():
             if isinstance(asset, Mapping):
                 _claims_in(asset, f"{where} asset {key}", out)
-    return tuple(out)
+    return out
 
 
 def stac_inputs(path: Path, display: str) -> Iterator[FoundProduct | FoundPackage | ProductEvidence | Skipped]:
