@@ -26,6 +26,7 @@ import rspolicy
 from rspolicy.audit import AuditLog, iter_records, utc_timestamp
 from rspolicy.model import Decision, Fact, Scalar
 from rspolicy.results import is_package_member
+from rspolicy.safeio import open_regular
 
 #: ``output.release`` of an enforce record written before its files were placed.
 RELEASE_AFTER_RECORD = "after-record"
@@ -81,8 +82,8 @@ def _clean(obj: Any) -> Any:
 
 
 def sha256_file(path: Path) -> str:
-    """The sha256 of a file, streamed: no file is held in memory."""
-    with path.open("rb") as fh:
+    """The sha256 of a file, streamed: no file is held in memory (a FIFO or device is refused, never read)."""
+    with open_regular(path) as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 

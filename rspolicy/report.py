@@ -1,4 +1,4 @@
-"""The report of a batch: one entry per product and the totals, as JSON or CSV.
+"""The report of a batch: one entry per product and the totals, as JSON, CSV or an HTML page.
 
 ``write_report`` picks the format from the file's suffix:
 
@@ -16,6 +16,9 @@
   text cell that a spreadsheet would take for a formula (one starting with ``=``, ``+``,
   ``-``, ``@``, a tab or a carriage return) is written with a leading apostrophe. A file
   name holding ``;`` or ``=`` makes ``outputs`` ambiguous: use the JSON form to process it.
+* ``.html``: a self-contained page for people (:mod:`rspolicy.htmlreport`): the summary,
+  the blocked and failed products first, a footprint map, quicklooks of degraded
+  products, and every decision with its evidence from the audit log.
 
 Both are UTF-8. Strings are expected to be display strings already (see
 :func:`rspolicy.records.display_text`); an undecodable file-name byte that slipped through
@@ -40,13 +43,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from rspolicy.errors import ReportError
+from rspolicy.errors import OutputError, ReportError, RSPolicyError
 from rspolicy.results import BatchSummary, ProductResult
 
-__all__ = ["CSV_COLUMNS", "FORMULA_PREFIXES", "REPORT_FORMATS", "csv_cell", "write_report"]
+__all__ = ["CSV_COLUMNS", "FORMULA_PREFIXES", "REPORT_FORMATS", "csv_cell", "write_report", "write_text_atomically"]
 
 #: Report formats by file suffix (compared case-insensitively).
-REPORT_FORMATS = {".json": "json", ".csv": "csv"}
+REPORT_FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
 
 #: Columns of the CSV report, in order.
 CSV_COLUMNS = ("path", "outcome", "decision_id", "class", "satellite", "gsd_m", "target_gsd_m", "output_gsd_m",
@@ -60,14 +63,15 @@ _NEW_FILE_MODE = 0o644
 
 
 def write_report(path: str | os.PathLike[str], summary: BatchSummary, results: Sequence[ProductResult], *,
-                 policy: Mapping[str, Any] | None = None) -> None:
-    """Write the report of a batch, as JSON or CSV by the suffix of ``path``, atomically.
+                 policy: Mapping[str, Any] | None = None, log: str | os.PathLike[str] | None = None,
+                 policies: Sequence[Any] = ()) -> None:
+    """Write the report of a batch, as JSON, CSV or HTML by the suffix of ``path``, atomically.
 
     Parameters
     ----------
     path
-        The report file: ``*.json`` or ``*.csv`` (any case). Its folder must exist; an
-        existing report is replaced, keeping its permissions (a new one is 0644).
+        The report file: ``*.json``, ``*.csv`` or ``*.html`` (any case). Its folder must
+        exist; an existing report is replaced, keeping its permissions (a new one is 0644).
     summary
         The batch's totals (only the JSON form carries them).
     results
@@ -75,15 +79,22 @@ def write_report(path: str | os.PathLike[str], summary: BatchSummary, results: S
     policy
         Describes the policy applied (e.g. name, version, sha256): written as the JSON
         form's ``"policy"``, left out when None; the CSV form ignores it.
+    log
+        HTML only: the audit log the batch wrote to, whose records give each product's
+        evidence and footprint and whose chain the page reports. When None, the log
+        ``enforce`` writes without ``--log`` (:func:`rspolicy.audit.resolve_log_path`).
+    policies
+        HTML only: loaded policies besides the named ones of ``rules/`` (the one applied,
+        when it is a file), to find the policy's coarsest limit for quicklooks.
 
     Raises
     ------
     ReportError
-        The suffix is neither ``.json`` nor ``.csv``, or a value cannot be written (a
+        The suffix is none of ``.json``, ``.csv`` and ``.html``, or a value cannot be written (a
         non-finite number, an object JSON cannot represent). Nothing is written.
-    OSError
-        The report cannot be written (missing or read-only folder, disk full). The target is
-        left as it was and no temporary file remains.
+    OutputError
+        The report cannot be written (missing or read-only folder, disk full): an
+        ``OSError`` too. The target is left as it was and no temporary file remains.
 
     Examples
     --------
@@ -105,8 +116,13 @@ def write_report(path: str | os.PathLike[str], summary: BatchSummary, results: S
     kind = REPORT_FORMATS.get(target.suffix.lower())
     if kind is None:
         raise ReportError(f"{target}: unknown report format {target.suffix or '(no suffix)'!r}: "
-                          f"name the file *.json or *.csv")
-    if kind == "json":
+                          f"name the file *.json or *.csv, or *.html for a page")
+    if kind == "html":
+        from rspolicy.htmlreport import batch_report_html  # noqa: PLC0415 - Jinja2 and shapely load only for it
+
+        page = batch_report_html(summary, results, log=log, policy=policy, policies=policies)
+        write_text_atomically(target, page)
+    elif kind == "json":
         _write_atomically(target, lambda fh: _write_json(fh, target, summary, results, policy), newline="\n")
     else:
         # The csv module ends rows with \r\n itself (RFC 4180): the file must not translate them.
@@ -186,6 +202,27 @@ def _write_csv(fh: TextIO, target: Path, results: Sequence[ProductResult]) -> No
         ])
 
 
+def write_text_atomically(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` as UTF-8, atomically (as every report is written).
+
+    Parameters
+    ----------
+    target
+        The file; its folder must exist. An existing file keeps its permissions.
+    text
+        What to write (undecodable file-name bytes are written backslash-escaped).
+
+    Raises
+    ------
+    OSError
+        The file cannot be written; the target is left as it was and no temporary file remains.
+    """
+    def write(fh: TextIO) -> None:
+        fh.write(text)
+
+    _write_atomically(target, write, newline="\n")
+
+
 def _write_atomically(target: Path, write: Callable[[TextIO], None], *, newline: str) -> None:
     """Write ``target`` through a temporary file in its folder, renamed over it once complete and on disk."""
     folder = target.parent
@@ -193,7 +230,10 @@ def _write_atomically(target: Path, write: Callable[[TextIO], None], *, newline:
         mode = stat.S_IMODE(target.stat().st_mode)
     except OSError:
         mode = _NEW_FILE_MODE
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write the report ({exc.strerror or exc})") from exc
     try:
         with open(fd, "w", encoding="utf-8", errors="backslashreplace", newline=newline) as fh:
             write(fh)
@@ -201,9 +241,11 @@ def _write_atomically(target: Path, write: Callable[[TextIO], None], *, newline:
             os.fchmod(fd, mode)
             os.fsync(fd)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, RSPolicyError):
+            raise OutputError(f"{target}: cannot write the report ({exc.strerror or exc})") from exc
         raise
     _fsync_folder(folder)
 

@@ -11,12 +11,12 @@ only then reads.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
-from typing import IO
 
 
-def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
     """Open a regular file for reading in binary mode.
 
     Raises

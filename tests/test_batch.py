@@ -436,7 +436,7 @@ def test_report_csv_has_one_row_per_product_with_output_digests(tmp_path: Path) 
 
 def test_report_of_an_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:
     result = run(str(PAN05), "-o", str(tmp_path / "out"), "--report", str(tmp_path / "r.xlsx"))
-    assert result.exit_code == 2 and "FILE.json or FILE.csv" in result.stderr
+    assert result.exit_code == 2 and "FILE.json, FILE.csv or FILE.html" in result.stderr
 
 
 def test_progress_lines_off_a_terminal_and_nothing_when_quiet(tmp_path: Path) -> None:

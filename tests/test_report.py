@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rspolicy import report
-from rspolicy.errors import ReportError, RSPolicyError
+from rspolicy.errors import OutputError, ReportError, RSPolicyError
 from rspolicy.report import CSV_COLUMNS, csv_cell, write_report
 from rspolicy.results import BatchSummary, FileDigest, ProductResult, Result
 
@@ -247,7 +247,7 @@ def test_a_read_only_folder_is_an_os_error_and_leaves_nothing(tmp_path: Path) ->
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        with pytest.raises(PermissionError):
+        with pytest.raises(OutputError, match="cannot write the report"):
             write_report(folder / "night.csv", summary_of(RESULTS), RESULTS)
         assert folder_names(folder) == []
     finally:
@@ -262,21 +262,22 @@ def test_a_folder_that_refuses_the_temporary_is_an_os_error(tmp_path: Path, monk
         raise PermissionError(13, "Permission denied", str(tmp_path))
 
     monkeypatch.setattr("rspolicy.report.tempfile.mkstemp", refuse)
-    with pytest.raises(PermissionError):
+    with pytest.raises(OutputError, match="Permission denied"):
         write_report(target, summary_of(RESULTS), RESULTS)
     assert target.read_text(encoding="utf-8") == "the previous report\n"
     assert folder_names(tmp_path) == ["night.csv"]
 
 
 def test_a_missing_folder_is_an_os_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(OutputError, match="No such file") as missing:
         write_report(tmp_path / "absent" / "night.json", summary_of(RESULTS), RESULTS)
+    assert isinstance(missing.value, OSError) and isinstance(missing.value, RSPolicyError)
     assert folder_names(tmp_path) == []
 
 
 def test_a_folder_in_the_way_is_an_os_error_and_leaves_no_temporary(tmp_path: Path) -> None:
     (tmp_path / "night.json").mkdir()
-    with pytest.raises(OSError):  # IsADirectoryError or PermissionError, by platform
+    with pytest.raises(OutputError):  # an OSError too (IsADirectoryError or PermissionError, by platform)
         write_report(tmp_path / "night.json", summary_of(RESULTS), RESULTS)
     assert folder_names(tmp_path) == ["night.json"]
 

@@ -60,9 +60,9 @@ def _link(where: Path, target: Path) -> Path:
 
 
 def test_open_regular_refuses_before_reading(tmp_path: Path, not_regular: Path) -> None:
-    with pytest.raises(OSError, match="not a regular file|Is a directory"):
+    with pytest.raises(OSError, match=r"not a regular file|Is a directory"):
         open_regular(not_regular)
-    with pytest.raises(OSError, match="not a regular file|Is a directory"):
+    with pytest.raises(OSError, match=r"not a regular file|Is a directory"):
         read_regular(_link(tmp_path / "link", not_regular), 10)
 
 

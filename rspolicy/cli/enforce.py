@@ -179,7 +179,7 @@ def _row(outcome: Outcome, width: int) -> str:
 @click.option("--scheduler", default=None, metavar="local|ADDRESS",
               help="Run on dask.distributed: a LocalCluster, or an existing scheduler (tcp://host:8786).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a report of the batch (FILE.json or FILE.csv).")
+              help="Write a report of the batch: FILE.json, FILE.csv, or FILE.html (a page for people).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-product lines, no progress, no summary.")
 @json_option
 @click.option("--log", "log_path", default=None, metavar="FILE",
@@ -219,7 +219,7 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
                           creation_options=creation_options, request=request, stac=stac,
                           resume_scope=resume_scope(policy, request, explicit_time=at is not None))
     if report_path is not None and report_path.suffix.lower() not in REPORT_FORMATS:
-        raise BatchUsageError(f"--report {report_path}: the report is FILE.json or FILE.csv")
+        raise BatchUsageError(f"--report {report_path}: the report is FILE.json, FILE.csv or FILE.html")
     try:
         OutputFolder(outdir).close()  # an unusable output folder is one line before anything starts
     except OutputError as exc:
@@ -268,7 +268,7 @@ def enforce_command(ctx: click.Context, paths: tuple[str, ...], outdir: Path, po
     if report_path is not None:
         try:
             write_report(report_path, summary, [o.to_result() for o in outcomes],
-                         policy=policy.ref.to_dict())
+                         policy=policy.ref.to_dict(), log=log.path, policies=[policy])
         except (RSPolicyError, OSError) as exc:
             raise ToolFailure(display_text(f"cannot write the report: {exc}")) from None
     if not quiet and not as_json:

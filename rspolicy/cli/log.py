@@ -1,4 +1,4 @@
-"""``rspolicy log``: verify, read, export and anchor the decision audit log.
+"""``rspolicy log``: verify, read, export, report and anchor the decision audit log.
 
 A thin layer over :mod:`rspolicy.audit`. LOG defaults to the log ``enforce``
 writes, found by :func:`rspolicy.audit.resolve_log_path` in the same order
@@ -23,8 +23,9 @@ from typing import Any, Literal
 import click
 
 from rspolicy import audit, records
-from rspolicy.cli.options import OneLineUsageError, cli_config
-from rspolicy.errors import AuditLogError
+from rspolicy.cli.options import OneLineUsageError, PolicyUsageError, cli_config
+from rspolicy.errors import AuditLogError, PolicyError, RSPolicyError
+from rspolicy.policy import load_policy
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -188,6 +189,45 @@ def export_cmd(log_path: str | None, fmt: Literal["csv", "jsonl"], output: str, 
                 audit.export_records(records, fmt, out)
     except (AuditLogError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@log.command("report")
+@log_argument
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The page to write (FILE.html); replaced atomically.")
+@click.option("--policy", "policy_refs", multiple=True, metavar="NAME|FILE",
+              help="A policy the records were decided under that is not a policy of rules/ by name "
+                   "(repeatable): needed to show its products' quicklooks.")
+@click.option("--base", "base_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder the records' relative input paths are relative to (default: the current one).")
+@_filters
+def report_cmd(log_path: str | None, output: Path, policy_refs: tuple[str, ...], base_dir: Path | None,
+               **filters: Any) -> None:
+    """Write a self-contained HTML report of LOG: summary, map, quicklooks, every decision.
+
+    One file that opens offline: counts per outcome, class and satellite,
+    bytes in and out, the policies, the log's head hash and whether its chain
+    verified; the blocked and failed products first; the footprints on a map;
+    before and after quicklooks of every degraded product, at a ground scale
+    coarser than every limit of the policy; and a sortable, filterable table
+    of every decision, each row opening its evidence.
+    """
+    path = _existing_log(log_path)
+    key = _key()
+    policies = []
+    for ref in policy_refs:
+        try:
+            policies.append(load_policy(ref))
+        except PolicyError as exc:
+            raise PolicyUsageError(" ".join(str(exc).split())) from None
+    from rspolicy.htmlreport import log_report_html, write_html_report  # noqa: PLC0415 - Jinja2, shapely, GDAL
+
+    try:
+        page = log_report_html([path], key=key, policies=policies, base_dir=base_dir, **filters)
+        write_html_report(output, page)
+    except (RSPolicyError, OSError) as exc:
+        raise click.ClickException(records.display_text(" ".join(str(exc).split()))) from None
+    click.echo(records.display_text(f"wrote {output}"), err=True)
 
 
 @log.command("head")
