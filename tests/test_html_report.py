@@ -318,15 +318,17 @@ def test_an_unknown_policy_shows_no_quicklook(tmp_path: Path) -> None:
     rec["policy"] = {"name": "mine", "version": "1", "sha256": "0" * 64}
     from rspolicy.htmlreport import LogState
 
-    html = render_report(entries_from_records([rec]), LogState("log.jsonl"))
+    html = render_report(entries_from_records([rec]), LogState("log.jsonl", verified=True))
     assert "data:image" not in html and "is not available here, so no quicklook scale can be shown to be safe" in html
 
 
 def test_a_tampered_log_is_reported_as_not_verified(tmp_path: Path) -> None:
     with private_env(tmp_path):
         log = tmp_path / "log.jsonl"
-        assert CliRunner().invoke(cli, ["enforce", str(SAMPLE_DATA / "sv1_pan_0.5m"), "-o", str(tmp_path / "out"),
+        assert CliRunner().invoke(cli, ["enforce", str(SAMPLE_DATA / "svn1_pan_0.3m"), "-o", str(tmp_path / "out"),
                                         "--log", str(log), "-q"]).exit_code == 0
+        intact = CliRunner().invoke(cli, ["log", "report", str(log), "-o", str(tmp_path / "intact.html")])
+        assert intact.exit_code == 0 and "data:image" in (tmp_path / "intact.html").read_text(encoding="utf-8")
         lines = log.read_text(encoding="utf-8").splitlines()
         lines[0] = lines[0].replace('"operator":"', '"operator":"x')
         log.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -334,6 +336,8 @@ def test_a_tampered_log_is_reported_as_not_verified(tmp_path: Path) -> None:
     assert result.exit_code == 0
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "NOT verified" in html and "hash-mismatch" in html
+    # Records the chain does not vouch for could name any file at any scale: nothing is read for them.
+    assert "data:image" not in html and "its records cannot vouch for the files they name" in html
 
 
 @pytest.mark.parametrize("content", [None, "{not json\n", "\xff\xfe garbage\n"])
@@ -409,7 +413,8 @@ def test_a_file_that_is_not_an_image_shows_no_quicklook_and_the_report_still_wri
     rec["input"]["files"] = [{"path": str(fake), "size": fake.stat().st_size,
                               "sha256": hashlib.sha256(fake.read_bytes()).hexdigest()}]
     rec["result"]["evidence"].append({"fact": "gsd_m", "source": str(fake), "field": "x", "value": 0.3})
-    html = render_report(entries_from_records([rec]), LogState("log.jsonl"))
+    html = render_report(entries_from_records([rec]), LogState("log.jsonl", verified=True))
     assert "data:image" not in html
     notes = re.findall(r'<p class="nolook">([^<]*)</p>', html)
-    assert len(notes) == 2 and "cannot be opened" in notes[0] and "no image file written" in notes[1]
+    # The record's 0.3 m alone is no scale: the file itself must give one.
+    assert len(notes) == 2 and "its files give no ground scale" in notes[0] and "no image file written" in notes[1]

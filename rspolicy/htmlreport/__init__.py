@@ -573,7 +573,12 @@ def render_report(entries: Sequence[Entry], log: LogState, *, policies: Sequence
     degraded = [e for e in rows if e.outcome == "degraded"]
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     budget = IMAGE_BUDGET_BYTES // max(1, len(degraded))
-    looks = [_Degraded(e, _pair(e, known, floor, budget, base)) for e in degraded]
+    if log.verified:
+        looks = [_Degraded(e, _pair(e, known, floor, budget, base)) for e in degraded]
+    else:
+        # A record the chain does not vouch for could name any file with any scale: nothing is read for it.
+        why = "the log's chain did not verify, so its records cannot vouch for the files they name: no quicklook"
+        looks = [_Degraded(e, QuicklookPair(None, None, why, why)) for e in degraded]
     zones, missing_zones = _zones(rows, known)
     env = _environment()
     css = env.loader.get_source(env, "report.css")[0]

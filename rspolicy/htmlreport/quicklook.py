@@ -344,10 +344,12 @@ def _open(spec: ImageSpec, stack: contextlib.ExitStack) -> _Opened:
     _check_file(spec.image, spec.sha256, spec.label)
     for path, digest in spec.sidecars:
         _check_file(path, digest, f"{spec.label}: {os.path.basename(path)}")
-    candidates = [*_fresh_gsd(spec), *([spec.recorded_gsd_m] if spec.recorded_gsd_m is not None else [])]
-    candidates = [v for v in candidates if math.isfinite(v) and v > 0]
-    if not candidates:
-        raise _NotShownError(f"{spec.label}: no evidence gives its ground scale, so no safe quicklook scale is known")
+    fresh = [v for v in _fresh_gsd(spec) if math.isfinite(v) and v > 0]
+    if not fresh:
+        # The record alone is not enough: the scale must come from the files as the gate reads them.
+        raise _NotShownError(f"{spec.label}: its files give no ground scale, so no safe quicklook scale is known")
+    recorded = spec.recorded_gsd_m
+    candidates = [*fresh, *([recorded] if recorded is not None and math.isfinite(recorded) and recorded > 0 else [])]
     from rasterio.errors import RasterioError  # noqa: PLC0415
 
     from rspolicy.errors import ProductReadError  # noqa: PLC0415
