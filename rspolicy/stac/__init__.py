@@ -38,14 +38,14 @@ import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from rspolicy.errors import StacError
-from rspolicy.model import Action, Decision, Fact, ProductClass
-from rspolicy.policy.facts import parse_time
+from rspolicy.model import Action, Decision, Fact, ProductClass, ProductEvidence
+from rspolicy.policy.facts import ProductFacts, footprint_geometry, normalise_name, product_facts
 from rspolicy.readers.discover import display_name
 from rspolicy.readers.filename import product_stem
 from rspolicy.results import FileDigest
@@ -146,36 +146,32 @@ def polarisations(code: str) -> tuple[str, ...] | None:
     return None
 
 
-def _acquisition(decision: Decision, decided: datetime) -> dict[str, Any]:
-    """``datetime`` (or ``start_datetime``/``end_datetime``) covering every acquisition time read."""
-    moments: list[datetime] = []
-    for text in _values(decision, Fact.ACQUISITION_TIME):
-        moment = parse_time(text)
-        if moment is None:
-            continue
-        moments.append(moment.astimezone(UTC))
-        if len(text) == 10:  # a date alone is the whole day
-            moments.append(moment.astimezone(UTC) + timedelta(days=1, microseconds=-1))
-    if not moments:
-        return {"datetime": None, "start_datetime": _iso(FIRST_SATELLITE), "end_datetime": _iso(decided),
-                "rspolicy:acquisition_time": "unknown"}
-    first, last = min(moments), max(moments)
+def _facts(decision: Decision) -> ProductFacts:
+    """What the policy saw of the product: its acquisition times (a date is its whole day) and footprints."""
+    return product_facts(ProductEvidence(decision.path, None, (), decision.evidence), decision.product_class, (),
+                         decision.gsd_m)
+
+
+def _acquisition(facts: ProductFacts, decided: datetime) -> tuple[datetime | None, dict[str, str]]:
+    """The Item's ``datetime``, or the ``start_datetime``/``end_datetime`` covering every acquisition time read."""
+    if not facts.acquired:
+        return None, {"start_datetime": _iso(FIRST_SATELLITE), "end_datetime": _iso(decided),
+                      "rspolicy:acquisition_time": "unknown"}
+    first, last = min(facts.acquired), max(facts.acquired)
     if first == last:
-        return {"datetime": _iso(first)}
-    return {"datetime": None, "start_datetime": _iso(first), "end_datetime": _iso(last)}
+        return first, {}
+    return None, {"start_datetime": _iso(first), "end_datetime": _iso(last)}
 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _footprint(decision: Decision) -> tuple[dict[str, Any] | None, list[float] | None]:
+def _footprint(facts: ProductFacts) -> tuple[dict[str, Any] | None, list[float] | None]:
     """The union of every usable footprint the evidence gives, as GeoJSON and its bbox."""
     import shapely  # noqa: PLC0415 - only STAC output needs geometry here
 
-    from rspolicy.policy.facts import footprint_geometry  # noqa: PLC0415
-
-    shapes = [g for g in (footprint_geometry(w) for w in _values(decision, Fact.FOOTPRINT)) if g is not None]
+    shapes = [g for g in (footprint_geometry(w) for w in facts.footprints) if g is not None]
     if not shapes:
         return None, None
     union = shapely.union_all(shapes)
@@ -214,8 +210,6 @@ def _sar_fields(decision: Decision) -> dict[str, Any] | None:
     mode = _one(decision, Fact.IMAGING_MODE)
     code = _one(decision, Fact.POLARISATION)
     product_type = _one(decision, Fact.PRODUCT_TYPE) or _one(decision, Fact.PRODUCT_LEVEL)
-    from rspolicy.policy.facts import normalise_name  # noqa: PLC0415
-
     satellite = _one(decision, Fact.SATELLITE)
     band = SAR_FREQUENCY_BANDS.get(normalise_name(satellite)) if satellite else None
     # A product's sidecar names every channel it was delivered with; an image of one channel says which in
@@ -285,10 +279,11 @@ def stac_item(decision: Decision, files: Sequence[ReleasedFile], item_path: Path
     if decision.action not in (Action.ALLOW, Action.RESAMPLE, Action.MASK) or not files:
         raise StacError(f"{decision.path}: only a released product gets a STAC Item")
     now = (created or datetime.now(UTC)).astimezone(UTC)
-    geometry, bbox = _footprint(decision)
-    times = _acquisition(decision, now)
+    facts = _facts(decision)
+    geometry, bbox = _footprint(facts)
+    moment, interval = _acquisition(facts, now)
     properties: dict[str, Any] = {
-        **{k: v for k, v in times.items() if k != "datetime"},
+        **interval,
         "created": _iso(now),
         "processing:lineage": _lineage(decision, output_gsd_m, masked_fraction),
         "processing:software": {"rspolicy": rspolicy.__version__, "GDAL": rasterio.__gdal_version__},
@@ -316,7 +311,6 @@ def stac_item(decision: Decision, files: Sequence[ReleasedFile], item_path: Path
     if (sar := _sar_fields(decision)) is not None:
         properties.update(sar)
         extensions.append(EXTENSIONS["sar"])
-    moment = parse_time(times["datetime"]) if times["datetime"] else None
     item = pystac.Item(id=display_name(product_stem(files[0].path.name)), geometry=geometry, bbox=bbox,
                        datetime=moment,
                        properties=properties, stac_extensions=extensions)
